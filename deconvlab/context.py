@@ -1,0 +1,269 @@
+r"""The context manager that installs a backward rule on every ReLU.
+
+``with backward_rule("deconvnet"):`` gives every ReLU evaluated inside the block
+the rule's backward :math:`\operatorname{ReLU}^*(x, p)` (see :mod:`deconvlab.rules`),
+whatever its spelling: ``nn.ReLU`` (in place or not, one instance reused),
+``F.relu``, ``F.relu_``, ``torch.relu``, ``torch.relu_``, ``Tensor.relu`` and
+``Tensor.relu_``. In-place forms stay in place.
+
+How: nothing is patched. A :class:`torch.overrides.TorchFunctionMode` sees each
+call of those functions and routes it through :class:`~deconvlab.relu.RuleReLU`.
+PyTorch keeps the mode stack per thread, and so does this module, so a rule
+active in one thread never changes another thread's gradients. The rule is
+bound to a ReLU when the forward pass evaluates it, so ``.backward()`` may run
+inside or after the block.
+
+Guarantees: on an exception or a ``KeyboardInterrupt`` the rule is removed; the
+innermost active context wins and the outer one comes back when it exits; the
+same context object may be entered again (also nested); contexts may exit in any
+order. Calls of other activations (GELU, SiLU, LeakyReLU, ...) keep their plain
+gradient; the context warns about them by name and place when it exits, and
+warns when no ReLU was evaluated at all.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+from collections.abc import Mapping
+from types import TracebackType
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .relu import RuleReLU, RuleSlot
+from .rules import GRADIENT, Rule, RuleLike, get_rule
+
+__all__ = [
+    "NoReLUWarning",
+    "UnsupportedActivationWarning",
+    "active_rule",
+    "backward_rule",
+]
+
+
+class UnsupportedActivationWarning(UserWarning):
+    """A non-ReLU activation ran under a rule: it keeps its plain gradient."""
+
+
+class NoReLUWarning(UserWarning):
+    """No ReLU ran under a rule: every rule then equals the plain gradient."""
+
+
+def _f_relu_inplace(args, kwargs) -> bool:
+    return bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+
+
+# Each ReLU spelling -> whether this call is in place. ``F.relu_`` is ``torch.relu_``.
+_RELU_SPELLINGS = {
+    F.relu: _f_relu_inplace,
+    torch.relu: lambda args, kwargs: False,
+    torch.Tensor.relu: lambda args, kwargs: False,
+    torch.relu_: lambda args, kwargs: True,
+    torch.Tensor.relu_: lambda args, kwargs: True,
+}
+
+_OTHER_ACTIVATION_NAMES = {
+    "gelu": "GELU", "silu": "SiLU", "mish": "Mish", "leaky_relu": "LeakyReLU",
+    "leaky_relu_": "LeakyReLU", "relu6": "ReLU6", "elu": "ELU", "elu_": "ELU", "selu": "SELU",
+    "selu_": "SELU", "celu": "CELU", "celu_": "CELU", "hardswish": "Hardswish",
+    "hardsigmoid": "Hardsigmoid", "hardtanh": "Hardtanh", "hardtanh_": "Hardtanh",
+    "softplus": "Softplus", "prelu": "PReLU", "rrelu": "RReLU", "rrelu_": "RReLU",
+}
+_OTHER_ACTIVATIONS: dict[object, str] = {}
+for _namespace in (F, torch, torch.Tensor, torch._C._nn):
+    for _name, _label in _OTHER_ACTIVATION_NAMES.items():
+        if hasattr(_namespace, _name):
+            _OTHER_ACTIVATIONS[getattr(_namespace, _name)] = _label
+
+
+class _Entry:
+    """One activation of a :class:`backward_rule` in one thread."""
+
+    __slots__ = ("foreign", "module_names", "ops", "owner", "relus", "slot")
+
+    def __init__(self, owner: backward_rule) -> None:
+        self.owner = owner
+        self.slot = owner.slot
+        self.module_names = owner.module_names
+        self.ops = 0
+        self.relus = 0
+        self.foreign: dict[str, None] = {}  # ordered set of "GELU at 'blocks.0.act'"
+
+
+class _ThreadState(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[_Entry] = []
+        self.mode: _ReLUInterceptor | None = None
+
+
+_state = _ThreadState()
+
+
+def _locate(module_names: Mapping[int, str] | None) -> str:
+    """Name the innermost ``nn.Module`` whose ``forward`` is on the call stack."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and frame.f_code.co_name == "forward":
+            if module_names is not None and id(owner) in module_names:
+                return f"'{module_names[id(owner)] or '<model>'}' ({type(owner).__name__})"
+            return f"a {type(owner).__name__} module"
+        frame = frame.f_back
+    return "code outside any nn.Module"
+
+
+class _ReLUInterceptor(TorchFunctionMode):
+    """Routes ReLU calls to :class:`RuleReLU` with the innermost active rule of this thread."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        stack = _state.stack
+        if not stack:  # pragma: no cover - the mode is only on the stack with entries
+            return func(*args, **kwargs)
+        entry = stack[-1]
+        entry.ops += 1
+        inplace_flag = _RELU_SPELLINGS.get(func)
+        if inplace_flag is not None:
+            entry.relus += 1
+            x = args[0]
+            if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
+                return RuleReLU.apply(x, entry.slot, inplace_flag(args, kwargs))
+            return func(*args, **kwargs)
+        label = _OTHER_ACTIVATIONS.get(func)
+        if label is not None and not entry.owner.only_gradient:
+            entry.foreign[f"{label} in {_locate(entry.module_names)}"] = None
+        return func(*args, **kwargs)
+
+
+def _push(entry: _Entry) -> None:
+    if _state.mode is None:
+        mode = _ReLUInterceptor()
+        torch._C._push_on_torch_function_stack(mode)
+        _state.mode = mode
+    _state.stack.append(entry)
+
+
+def _remove_mode(mode: TorchFunctionMode) -> None:
+    """Take ``mode`` off PyTorch's function-mode stack, keeping any modes above it."""
+    above = []
+    while torch._C._len_torch_function_stack() > 0:
+        top = torch._C._pop_torch_function_stack()
+        if top is mode:
+            break
+        above.append(top)
+    for other in reversed(above):
+        torch._C._push_on_torch_function_stack(other)
+
+
+def _pop(entry: _Entry) -> None:
+    stack = _state.stack
+    stack.remove(entry)  # not necessarily the top: contexts may exit out of order
+    if not stack and _state.mode is not None:
+        mode, _state.mode = _state.mode, None
+        _remove_mode(mode)
+
+
+def active_rule() -> Rule | None:
+    """The rule the current thread's ReLUs get right now, or None outside any context."""
+    return _state.stack[-1].slot.rule if _state.stack else None
+
+
+class backward_rule:
+    r"""Give every ReLU evaluated in the block the backward of ``rule``.
+
+    Parameters
+    ----------
+    rule : str or Rule
+        ``"gradient"``, ``"deconvnet"``, ``"guided_backprop"`` (alias ``"guided"``),
+        a name given to :func:`~deconvlab.register_rule`, or a :class:`~deconvlab.Rule`.
+    warn : bool, optional
+        Warn on exit about non-ReLU activations and about a block with no ReLU.
+    module_names : mapping, optional
+        ``id(module) -> path``, used to say where a non-ReLU activation sits.
+
+    Examples
+    --------
+    >>> with dl.backward_rule("deconvnet"):            # doctest: +SKIP
+    ...     y = model(x.requires_grad_())
+    ...     y[0, c].backward()                         # x.grad holds the DeConvNet signal
+    """
+
+    def __init__(
+        self,
+        rule: RuleLike,
+        *,
+        warn: bool = True,
+        module_names: Mapping[int, str] | None = None,
+    ) -> None:
+        self.slot = RuleSlot(get_rule(rule))
+        self.only_gradient = self.slot.rule is GRADIENT  # nothing to warn about then
+        self.warn = warn
+        self.module_names = module_names
+        self._lock = threading.Lock()
+        self._entries: dict[int, list[_Entry]] = {}  # thread id -> this object's open entries
+
+    @property
+    def rule(self) -> Rule:
+        """The rule this context installs."""
+        return self.slot.rule
+
+    def __repr__(self) -> str:
+        return f"backward_rule({self.rule.name!r})"
+
+    def __enter__(self) -> backward_rule:
+        entry = _Entry(self)
+        with self._lock:
+            self._entries.setdefault(threading.get_ident(), []).append(entry)
+        try:
+            _push(entry)
+        except BaseException:
+            self._forget(entry)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            open_entries = self._entries.get(threading.get_ident())
+            if not open_entries:
+                raise RuntimeError(f"{self!r} exited in a thread where it was not entered")
+            entry = open_entries[-1]
+        self._forget(entry)
+        _pop(entry)
+        if exc_type is None and self.warn:
+            _warn_about(entry)
+
+    def _forget(self, entry: _Entry) -> None:
+        with self._lock:
+            open_entries = self._entries[threading.get_ident()]
+            open_entries.remove(entry)
+            if not open_entries:
+                del self._entries[threading.get_ident()]
+
+
+def _warn_about(entry: _Entry) -> None:
+    rule = entry.slot.rule
+    if entry.owner.only_gradient:
+        return
+    if entry.foreign:
+        warnings.warn(
+            f"deconvlab: the {rule.name!r} rule changes only ReLU; these activations are not "
+            f"ReLU and keep their plain gradient: {'; '.join(entry.foreign)}",
+            UnsupportedActivationWarning,
+            stacklevel=3,
+        )
+    if entry.ops and not entry.relus:
+        warnings.warn(
+            f"deconvlab: no ReLU was evaluated under the {rule.name!r} rule, so every rule "
+            "equals the plain gradient for this model",
+            NoReLUWarning,
+            stacklevel=3,
+        )

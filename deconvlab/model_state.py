@@ -1,0 +1,39 @@
+"""Run a model the way attribution needs it, and leave it as it was found.
+
+Attribution runs the model in eval mode (dropout off, batch-norm on running
+statistics), so that the map explains the function the model computes at test
+time. Every module's ``training`` flag is restored afterwards, one by one, also
+when the forward or backward pass fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["evaluating", "removing"]
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode; restore each module's own flag on exit."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+@contextmanager
+def removing(handles: list[RemovableHandle]) -> Iterator[list[RemovableHandle]]:
+    """Remove every hook handle added to ``handles`` on exit."""
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()

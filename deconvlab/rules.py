@@ -1,0 +1,177 @@
+r"""Backward rules for ReLU: the only place where the three methods differ.
+
+Let :math:`x` be the forward input of a ReLU and :math:`p` the signal that
+arrives from above during the backward pass. Each method replaces the
+backward of ReLU by its own :math:`\operatorname{ReLU}^*(x, p)`:
+
+============================  ===========================================
+rule                          :math:`\operatorname{ReLU}^*(x, p)`
+============================  ===========================================
+``gradient``                  :math:`p \cdot [x > 0]`
+``deconvnet``                 :math:`p \cdot [p > 0]` (:math:`x` is ignored)
+``guided_backprop``           :math:`p \cdot [x > 0] \cdot [p > 0]`
+============================  ===========================================
+
+At :math:`x = 0` the gate is closed, as in autograd. Every other layer
+backpropagates its plain gradient: a convolution's backward is the
+transposed convolution ("deconvolution") and max-pooling's backward is
+unpooling through the "switches".
+
+A rule is an elementwise function ``backward(x, p)``; :func:`register_rule`
+adds your own.
+
+References
+----------
+.. [GRAD] Simonyan, Vedaldi and Zisserman, *Deep Inside Convolutional
+   Networks: Visualising Image Classification Models and Saliency Maps*,
+   ICLR Workshop 2014, https://arxiv.org/abs/1312.6034.
+.. [DECONV] Zeiler and Fergus, *Visualizing and Understanding Convolutional
+   Networks*, ECCV 2014, https://doi.org/10.1007/978-3-319-10590-1_53.
+.. [GBP] Springenberg, Dosovitskiy, Brox and Riedmiller, *Striving for
+   Simplicity: The All Convolutional Net*, ICLR Workshop 2015,
+   https://arxiv.org/abs/1412.6806.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from torch import Tensor
+
+__all__ = [
+    "DECONVNET",
+    "GRADIENT",
+    "GUIDED_BACKPROP",
+    "Rule",
+    "RuleLike",
+    "deconvnet",
+    "get_rule",
+    "gradient",
+    "guided_backprop",
+    "register_rule",
+    "rule_names",
+]
+
+
+def gradient(x: Tensor, p: Tensor) -> Tensor:
+    """Vanilla gradient [GRAD]: ``ReLU*(x, p) = p · [x > 0]``."""
+    return p * (x > 0)
+
+
+def deconvnet(x: Tensor, p: Tensor) -> Tensor:
+    """DeConvNet [DECONV]: ``ReLU*(x, p) = p · [p > 0]``; ``x`` is ignored."""
+    return p * (p > 0)
+
+
+def guided_backprop(x: Tensor, p: Tensor) -> Tensor:
+    """Guided backpropagation [GBP]: ``ReLU*(x, p) = p · [x > 0] · [p > 0]``."""
+    return p * (x > 0) * (p > 0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A backward rule for ReLU.
+
+    Parameters
+    ----------
+    name : str
+        The name the rule is registered under.
+    backward : callable
+        Elementwise ``backward(x, p) -> Tensor`` with ``x`` the ReLU's forward
+        input and ``p`` the signal from above; returns a tensor shaped like ``p``.
+    sign_only : bool
+        True when ``backward`` looks at ``x`` only through ``[x > 0]``. Such a rule
+        may be given ``relu(x)`` in place of ``x`` (same sign pattern), which
+        autograd keeps anyway, so it costs no extra memory and works with
+        in-place ReLUs. User rules default to False: they get the true ``x``.
+    """
+
+    name: str
+    backward: Callable[[Tensor, Tensor], Tensor]
+    sign_only: bool = False
+
+    def __repr__(self) -> str:
+        return f"Rule({self.name!r})"
+
+
+GRADIENT = Rule("gradient", gradient, sign_only=True)
+DECONVNET = Rule("deconvnet", deconvnet, sign_only=True)
+GUIDED_BACKPROP = Rule("guided_backprop", guided_backprop, sign_only=True)
+
+_BUILTIN = {rule.name: rule for rule in (GRADIENT, DECONVNET, GUIDED_BACKPROP)}
+_ALIASES = {"guided": "guided_backprop", "vanilla": "gradient", "saliency": "gradient"}
+_REGISTRY: dict[str, Rule] = dict(_BUILTIN)
+
+RuleLike = Union[str, Rule]
+
+
+def rule_names() -> list[str]:
+    """Names of all registered rules, built-in first."""
+    return list(_REGISTRY)
+
+
+def _known_rules_text() -> str:
+    aliases = ", ".join(f"{alias} -> {name}" for alias, name in _ALIASES.items())
+    return f"known rules: {', '.join(_REGISTRY)} (aliases: {aliases})"
+
+
+def get_rule(rule: RuleLike) -> Rule:
+    """Resolve a rule name (or alias) or a :class:`Rule` to a :class:`Rule`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the known rules.
+    TypeError
+        For anything that is neither a string nor a :class:`Rule`.
+    """
+    if isinstance(rule, Rule):
+        return rule
+    if not isinstance(rule, str):
+        raise TypeError(
+            f"rule must be a rule name or a deconvlab.Rule, not {type(rule).__name__}; "
+            + _known_rules_text()
+        )
+    key = rule.strip().lower().replace("-", "_").replace(" ", "_")
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown rule {rule!r}; {_known_rules_text()}")
+    return _REGISTRY[key]
+
+
+def register_rule(
+    name: str, backward: Callable[[Tensor, Tensor], Tensor], *, sign_only: bool = False
+) -> Rule:
+    """Register a user-defined backward rule for ReLU.
+
+    Parameters
+    ----------
+    name : str
+        Name to select the rule with, e.g. ``dl.backward_rule(name)``.
+        Registering the same name again replaces the earlier rule (so a notebook
+        cell can be re-run); the built-in rules and aliases cannot be replaced.
+    backward : callable
+        Elementwise ``backward(x, p) -> Tensor``, same shape as ``p``.
+    sign_only : bool, optional
+        Declare that ``backward`` uses ``x`` only through ``[x > 0]`` (saves
+        memory; see :class:`Rule`).
+
+    Returns
+    -------
+    Rule
+
+    Examples
+    --------
+    >>> import deconvlab as dl
+    >>> rule = dl.register_rule("leaky_deconvnet", lambda x, p: p * (p > 0) + 0.1 * p * (p <= 0))
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"rule name must be a Python identifier such as 'my_rule', got {name!r}")
+    if name in _BUILTIN or name in _ALIASES:
+        raise ValueError(f"{name!r} is a built-in rule of deconvlab and cannot be replaced")
+    if not callable(backward):
+        raise TypeError(f"backward must be callable as backward(x, p), got {type(backward).__name__}")
+    rule = Rule(name, backward, sign_only=sign_only)
+    _REGISTRY[name] = rule
+    return rule
