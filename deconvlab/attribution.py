@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checks import Target, check_input, check_model, find_layer, seed_from_target
+from .checks import Target, check_batch, check_input, check_model, find_layer, seed_from_target
 from .context import backward_rule
 from .model_state import evaluating, removing
 from .relu import RuleSlot
@@ -100,7 +100,7 @@ class _LayerProbe:
 
 
 def _input_leaf(x: Tensor) -> Tensor:
-    """A fresh leaf that shares ``x``'s data: the caller's tensor is never touched."""
+    """A fresh leaf that shares ``x``'s data (feed the model ``leaf.clone()``: see _model_input)."""
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
             "attribution needs autograd, which torch.inference_mode() disables; "
@@ -108,6 +108,11 @@ def _input_leaf(x: Tensor) -> Tensor:
         )
     leaf = x.clone() if x.is_inference() else x.detach()
     return leaf.requires_grad_(True)
+
+
+def _model_input(leaf: Tensor) -> Tensor:
+    """A copy for the model: a model that ReLUs its input in place must not touch the caller's data."""
+    return leaf.clone()
 
 
 def _module_names(model: nn.Module) -> dict[int, str]:
@@ -198,7 +203,8 @@ def attribute(
             handles.append(probe.handle)
         context = _rule_context(model, rules)
         with context:
-            output = model(leaf)
+            output = model(_model_input(leaf))
+        check_batch(output, x)
         seed = seed_from_target(output, target)
         wrt = probe.target() if probe is not None else leaf
         signals = _backward_each(context.slot, rules, output, seed, wrt)
@@ -276,7 +282,7 @@ def project(
         context = _rule_context(model, rules)
         with context:
             try:
-                model(leaf)
+                model(_model_input(leaf))
             except _StopForward:
                 pass
         probe.target()

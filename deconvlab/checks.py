@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Target", "check_input", "check_model", "find_layer", "seed_from_target"]
+__all__ = ["Target", "check_batch", "check_input", "check_model", "find_layer", "seed_from_target"]
 
 Target = Union[int, Sequence[int], np.ndarray, Tensor]
 
@@ -42,6 +42,15 @@ def check_input(x: Tensor) -> None:
     if x.dim() < 2:
         raise ValueError(
             f"x has shape {tuple(x.shape)}; it needs a leading batch dimension, e.g. x[None]"
+        )
+
+
+def check_batch(output: Tensor, x: Tensor) -> None:
+    """The output must have one row per example of ``x``."""
+    if isinstance(output, Tensor) and output.dim() >= 1 and output.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"the model's output has batch size {output.shape[0]} but x has {x.shape[0]} examples; "
+            f"does x (shape {tuple(x.shape)}) have its leading batch dimension?"
         )
 
 

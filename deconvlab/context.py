@@ -103,17 +103,27 @@ class _ThreadState(threading.local):
 _state = _ThreadState()
 
 
-def _locate(module_names: Mapping[int, str] | None) -> str:
-    """Name the innermost ``nn.Module`` whose ``forward`` is on the call stack."""
+def _innermost_module() -> nn.Module | None:
+    """The innermost ``nn.Module`` whose ``forward`` is on the call stack."""
     frame = sys._getframe(2)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, nn.Module) and frame.f_code.co_name == "forward":
-            if module_names is not None and id(owner) in module_names:
-                return f"'{module_names[id(owner)] or '<model>'}' ({type(owner).__name__})"
-            return f"a {type(owner).__name__} module"
+            return owner
         frame = frame.f_back
-    return "code outside any nn.Module"
+    return None
+
+
+def _describe_activation(label: str, module_names: Mapping[int, str] | None) -> str:
+    """``"GELU in 'blocks.0.act' (GELU)"``: the activation and where it sits."""
+    module = _innermost_module()
+    if module is None:
+        return f"{label} in code outside any nn.Module"
+    if type(module).__module__ == nn.modules.activation.__name__:
+        label = type(module).__name__  # nn.ReLU6 runs F.hardtanh: call it ReLU6
+    if module_names is not None and id(module) in module_names:
+        return f"{label} in '{module_names[id(module)] or '<model>'}' ({type(module).__name__})"
+    return f"{label} in a {type(module).__name__} module"
 
 
 class _ReLUInterceptor(TorchFunctionMode):
@@ -135,7 +145,7 @@ class _ReLUInterceptor(TorchFunctionMode):
             return func(*args, **kwargs)
         label = _OTHER_ACTIVATIONS.get(func)
         if label is not None and not entry.owner.only_gradient:
-            entry.foreign[f"{label} in {_locate(entry.module_names)}"] = None
+            entry.foreign[_describe_activation(label, entry.module_names)] = None
         return func(*args, **kwargs)
 
 

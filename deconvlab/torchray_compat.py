@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attribution import _input_leaf, _LayerProbe
+from .attribution import _input_leaf, _LayerProbe, _model_input
 from .checks import Target, check_input, check_model, find_layer, seed_from_target
 from .context import backward_rule
 from .model_state import evaluating, removing
@@ -139,7 +139,8 @@ class Probe:
 
     def _record(self, module: nn.Module, args: object, output: object) -> None:
         outputs = output if isinstance(output, (tuple, list)) else (output,)
-        self.data = [t.detach() for t in outputs if isinstance(t, Tensor)]
+        # A copy: a following in-place op (ReLU(inplace=True)) would overwrite a view.
+        self.data = [t.detach().clone() for t in outputs if isinstance(t, Tensor)]
 
     def remove(self) -> None:
         self.handle.remove()
@@ -183,7 +184,7 @@ def saliency(
             layer_probe = _LayerProbe(*find_layer(model, saliency_layer), stop=False)
             handles.append(layer_probe.handle)
         with context_builder():
-            output = model(leaf)
+            output = model(_model_input(leaf))
             seed = get_backward_gradient(output, target)
             wrt = layer_probe.target() if layer_probe is not None else leaf
             (signal,) = torch.autograd.grad(output, wrt, seed)
@@ -228,23 +229,24 @@ def plot_example(
     input: Tensor,
     saliency: Tensor,
     method: str,
-    category_id: int,
+    category_id: int | list[int],
     show_plot: bool = False,
     save_path: str | None = None,
 ):
-    """Image and saliency side by side, like ``torchray.benchmark.plot_example``."""
+    """Each image beside its saliency map, one row per example (``torchray.benchmark.plot_example``)."""
     import matplotlib.pyplot as plt
 
-    image = input[0].detach().float().cpu()
-    image = (image - image.min()) / (image.max() - image.min() + 1e-12)
-    heat = saliency[0, 0].detach().float().cpu()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(6, 3))
-    left.imshow(image.permute(1, 2, 0).numpy())
-    left.set_title(f"class {category_id}")
-    right.imshow(heat.numpy(), cmap="jet")
-    right.set_title(method)
-    for axis in (left, right):
-        axis.axis("off")
+    categories = [category_id] if isinstance(category_id, int) else list(category_id)
+    batch = len(input)
+    figure, axes = plt.subplots(batch, 2, figsize=(6, 3 * batch), squeeze=False)
+    for row, (image, heat) in enumerate(zip(input.detach().float().cpu(), saliency.detach().float().cpu())):
+        image = (image - image.min()) / (image.max() - image.min() + 1e-12)
+        axes[row, 0].imshow(image.permute(1, 2, 0).numpy())
+        axes[row, 0].set_title(f"class {categories[row % len(categories)]}")
+        axes[row, 1].imshow(heat[0].numpy(), cmap="jet")
+        axes[row, 1].set_title(method)
+        for axis in axes[row]:
+            axis.axis("off")
     if save_path is not None:
         figure.savefig(save_path, bbox_inches="tight")
     if show_plot:
