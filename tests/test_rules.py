@@ -102,5 +102,5 @@ def test_a_rule_returning_the_wrong_shape_is_named_in_the_error():
     h = torch.randn(4, requires_grad=True)
     with dl.backward_rule("broken"):
         y = torch.relu(h * 1)
-    with pytest.raises(RuntimeError, match="rule 'broken'.*shaped like p"):
+    with pytest.raises(RuntimeError, match=r"rule 'broken'.*shaped like p"):
         y.sum().backward()

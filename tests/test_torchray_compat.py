@@ -124,7 +124,7 @@ def test_custom_callbacks_and_debug_probes(cnn, images):
                          gradient_to_saliency=lambda x: x.grad, context_builder=dl.GuidedBackpropContext)
     assert used == ["ignored"]
     torch.testing.assert_close(signed, dl.attribute(cnn, images, 4))
-    saliency, probes = dl.deconvnet(cnn, images, 4, debug=True)
+    _, probes = dl.deconvnet(cnn, images, 4, debug=True)
     assert set(probes) == {name for name, _ in cnn.named_modules()}
     torch.testing.assert_close(probes["3"].data[0], cnn[:4](images))
 
