@@ -75,7 +75,7 @@ __all__ = [
     "saliency",
 ]
 
-_SUBMODULES = ("models", "data", "viz", "widgets", "sanity", "cli", "train")
+_SUBMODULES = ("models", "data", "viz", "widgets", "sanity", "toynets", "zeiler_fergus", "cli", "train")
 
 
 def __getattr__(name: str) -> Any:

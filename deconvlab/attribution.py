@@ -124,7 +124,10 @@ def _rule_context(model: nn.Module, rules: dict[str, Rule]) -> backward_rule:
     first = next(iter(rules.values()))
     context = backward_rule(first, module_names=_module_names(model))
     context.slot = RuleSlot(first, sign_only=all(rule.sign_only for rule in rules.values()))
-    context.only_gradient = all(rule is GRADIENT for rule in rules.values())
+    modified = [rule.name for rule in rules.values() if rule is not GRADIENT]
+    context.only_gradient = not modified
+    if len(rules) > 1 and modified:
+        context.rules_text = "the rules " + ", ".join(repr(name) for name in modified)
     return context
 
 

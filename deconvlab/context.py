@@ -211,6 +211,7 @@ class backward_rule:
     ) -> None:
         self.slot = RuleSlot(get_rule(rule))
         self.only_gradient = self.slot.rule is GRADIENT  # nothing to warn about then
+        self.rules_text = f"the {self.slot.rule.name!r} rule"  # what the warnings call it
         self.warn = warn
         self.module_names = module_names
         self._lock = threading.Lock()
@@ -260,19 +261,19 @@ class backward_rule:
 
 
 def _warn_about(entry: _Entry) -> None:
-    rule = entry.slot.rule
-    if entry.owner.only_gradient:
+    owner = entry.owner
+    if owner.only_gradient:
         return
     if entry.foreign:
         warnings.warn(
-            f"deconvlab: the {rule.name!r} rule changes only ReLU; these activations are not "
-            f"ReLU and keep their plain gradient: {'; '.join(entry.foreign)}",
+            "deconvlab: these activations are not ReLU, so they are untouched by "
+            f"{owner.rules_text} and keep their plain gradient: {'; '.join(entry.foreign)}",
             UnsupportedActivationWarning,
             stacklevel=3,
         )
     if entry.ops and not entry.relus:
         warnings.warn(
-            f"deconvlab: no ReLU was evaluated under the {rule.name!r} rule, so every rule "
+            f"deconvlab: no ReLU was evaluated under {owner.rules_text}, so every rule "
             "equals the plain gradient for this model",
             NoReLUWarning,
             stacklevel=3,
