@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Union
 
+import torch
 from torch import Tensor
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Rule",
     "RuleLike",
     "deconvnet",
+    "gated",
     "get_rule",
     "gradient",
     "guided_backprop",
@@ -54,19 +56,26 @@ __all__ = [
 ]
 
 
+def gated(p: Tensor, by: Tensor) -> Tensor:
+    """The gate ``p · [by > 0]``, in one fused kernel (autograd's own ReLU backward)."""
+    if by is p:
+        return p.clamp(min=0)
+    return torch.ops.aten.threshold_backward(p, by, 0)
+
+
 def gradient(x: Tensor, p: Tensor) -> Tensor:
     """Vanilla gradient [GRAD]: ``ReLU*(x, p) = p · [x > 0]``."""
-    return p * (x > 0)
+    return gated(p, by=x)
 
 
 def deconvnet(x: Tensor, p: Tensor) -> Tensor:
     """DeConvNet [DECONV]: ``ReLU*(x, p) = p · [p > 0]``; ``x`` is ignored."""
-    return p * (p > 0)
+    return gated(p, by=p)
 
 
 def guided_backprop(x: Tensor, p: Tensor) -> Tensor:
     """Guided backpropagation [GBP]: ``ReLU*(x, p) = p · [x > 0] · [p > 0]``."""
-    return p * (x > 0) * (p > 0)
+    return gated(gated(p, by=p), by=x)
 
 
 @dataclass(frozen=True)
