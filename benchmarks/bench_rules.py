@@ -9,8 +9,8 @@ For each model (random init, 224 px, CPU) this reports the median time of:
 * ``dl:3 rules``: the three rules from one forward pass, against three separate calls;
 * ``captum:<method>``: Captum's Saliency / Deconvolution / GuidedBackprop, if installed;
 
-and, with ``--memory``, the peak resident memory of one map above the process's
-baseline, each measured in a fresh subprocess.
+and, with ``--memory``, the peak resident memory that one map adds above the
+process's rest state, each measured in a fresh subprocess.
 
 Usage::
 
@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -91,22 +93,44 @@ def time_methods(name: str, batch: int, repeats: int) -> dict[str, float]:
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def _resident_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def peak_memory_child(name: str, batch: int, method: str) -> None:
-    """In a fresh process: MiB of peak RSS that one map adds above the baseline."""
+    """In a fresh process: MiB of peak resident memory that one map adds above the rest state.
+
+    Resident memory is sampled every 0.2 ms during the call. The parent fixes glibc's mmap
+    threshold, so large freed blocks go back to the OS and RSS tracks live memory.
+    """
     torch.set_num_threads(2)
     model, x = build(name, batch)
     run = methods(model)[method]
-    with torch.no_grad():
-        model(x[:1])  # load kernels and allocator pools before the baseline
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run(x)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"mib": (peak - baseline) / 1024}))
+    run(x)  # warm-up: kernels, allocator pools
+    baseline = _resident_mib()
+    peak, done = baseline, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _resident_mib())
+            time.sleep(0.0002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run(x)
+    finally:
+        done.set()
+        sampler.join()
+    print(json.dumps({"mib": peak - baseline}))
 
 
 def peak_memory(name: str, batch: int, method: str) -> float:
     command = [sys.executable, __file__, "--memory-child", name, str(batch), method]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])["mib"]
 
 
