@@ -1,0 +1,298 @@
+"""Turning backpropagated signals into pictures.
+
+The three standard displays:
+
+* :func:`signed_image` -- the signed signal, scaled by its largest magnitude and centred on grey,
+  as in the figures of Zeiler & Fergus (ECCV 2014) and Springenberg et al. (ICLR-W 2015):
+  grey is zero, bright is positive, dark is negative, and colour is kept.
+* :func:`heatmap` -- the "saliency map" of Simonyan et al. (ICLR-W 2014, §3.1): the maximum of
+  ``|signal|`` over colour channels, scaled to [0, 1], through a colour map.
+* :func:`overlay` -- a heat map laid over the input image.
+
+:func:`figure_grid` draws the rules x images comparison with matplotlib (used by the command line
+and the notebooks); :func:`png_bytes` encodes an array as PNG with PIL only, fast enough for a
+slider callback (``ipywidgets.Image``). Arrays come back as NumPy ``float32`` in [0, 1],
+``(H, W, 3)`` for colour and ``(H, W)`` for grey.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Callable
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+__all__ = [
+    "GridFigure",
+    "as_image",
+    "figure_grid",
+    "heatmap",
+    "outline_mask",
+    "overlay",
+    "png_bytes",
+    "saliency",
+    "signed_image",
+]
+
+
+
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def _chw(signal) -> np.ndarray:
+    """One signal as ``(C, H, W)``; accepts ``(1, C, H, W)``, ``(C, H, W)`` or ``(H, W)``."""
+    s = _numpy(signal)
+    if s.ndim == 4:
+        if s.shape[0] != 1:
+            raise ValueError(f"expected one signal, got a batch of {s.shape[0]}; index it first")
+        s = s[0]
+    if s.ndim == 2:
+        s = s[None]
+    if s.ndim != 3:
+        raise ValueError(f"expected a (C, H, W) signal, got shape {tuple(s.shape)}")
+    return s
+
+
+def as_image(x, imagenet: bool = False) -> np.ndarray:
+    """An input image ``(3, H, W)`` (tensor or array) as ``(H, W, 3)`` float in [0, 1].
+
+    ``imagenet=True`` first undoes the ImageNet normalisation (``x * std + mean``).
+    """
+    img = _chw(x)
+    if imagenet:
+        from .data import IMAGENET_MEAN, IMAGENET_STD
+
+        img = img * np.float32(IMAGENET_STD)[:, None, None] + np.float32(IMAGENET_MEAN)[:, None, None]
+    img = np.clip(img, 0.0, 1.0)
+    return img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
+
+
+def signed_image(signal, percentile: float = 100.0) -> np.ndarray:
+    """Signed signal for display: ``0.5 + 0.5 * signal / max|signal|``.
+
+    Zero maps to mid-grey; the sign and the colour of the signal stay visible, as in the
+    DeConvNet and guided-backpropagation papers.
+
+    Parameters
+    ----------
+    signal : tensor or array
+        ``(C, H, W)`` (or ``(1, C, H, W)``). Three channels give a colour image; any other
+        number is summed over channels into one grey image.
+    percentile : float, default 100
+        Scale by this percentile of ``|signal|`` instead of the maximum (values beyond it are
+        clipped); e.g. 99 keeps a few extreme pixels from washing out the picture.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` or ``(H, W)`` float32 in [0, 1].
+    """
+    s = _chw(signal)
+    if s.shape[0] != 3:
+        s = s.sum(0, keepdims=True)
+    a = np.abs(s)
+    scale = a.max() if percentile >= 100 else np.percentile(a, percentile)
+    out = 0.5 + 0.5 * s / scale if scale > 0 else np.full_like(s, 0.5)
+    out = np.clip(out, 0.0, 1.0, out=out)
+    return out[0] if out.shape[0] == 1 else np.ascontiguousarray(out.transpose(1, 2, 0))
+
+
+def saliency(signal) -> np.ndarray:
+    """``max_c |signal|`` scaled to [0, 1]: Simonyan et al.'s saliency map, ``(H, W)``."""
+    s = np.abs(_chw(signal)).max(0)
+    m = s.max()
+    return s / m if m > 0 else s
+
+
+def _colormap(values: np.ndarray, cmap: str) -> np.ndarray:
+    import matplotlib
+
+    return matplotlib.colormaps[cmap](values, bytes=False)[..., :3].astype(np.float32)
+
+
+def heatmap(signal, cmap: str | None = "inferno") -> np.ndarray:
+    """Channel-max ``|signal|`` heat map (Simonyan et al., ICLR-W 2014).
+
+    Parameters
+    ----------
+    signal : tensor or array
+        ``(C, H, W)`` signal (any number of channels, e.g. a layer's).
+    cmap : str or None, default "inferno"
+        matplotlib colour map; ``None`` returns the grey ``(H, W)`` map.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` (or ``(H, W)``) float32 in [0, 1].
+    """
+    s = saliency(signal)
+    return s if cmap is None else _colormap(s, cmap)
+
+
+def overlay(image, signal, alpha: float = 0.6, cmap: str = "inferno", imagenet: bool = False):
+    """A heat map laid over an image, more opaque where the map is stronger.
+
+    ``out = image * (1 - alpha * h) + alpha * h * cmap(h)`` with ``h`` the heat map in [0, 1].
+
+    Parameters
+    ----------
+    image : tensor or array
+        ``(3, H, W)`` input, in [0, 1] (or ImageNet-normalised with ``imagenet=True``), or an
+        ``(H, W, 3)`` array in [0, 1].
+    signal : tensor or array
+        A ``(C, H, W)`` signal, or an ``(H, W)`` heat map already in [0, 1]. A map of another
+        size (e.g. a layer's) is resized bilinearly to the image.
+    alpha : float, default 0.6
+        Opacity of the strongest part of the map.
+    """
+    img = _hwc(image, imagenet)
+    h = _numpy(signal)
+    h = saliency(h) if h.ndim != 2 else np.clip(h, 0, 1)
+    if h.shape != img.shape[:2]:
+        h = _resize(h, img.shape[:2])
+    w = (alpha * h)[..., None]
+    return img * (1 - w) + w * _colormap(h, cmap)
+
+
+def _resize(h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(h))[None, None]
+    t = torch.nn.functional.interpolate(t, size=shape, mode="bilinear", align_corners=False)
+    return t[0, 0].clamp(0, 1).numpy()
+
+
+def _hwc(image, imagenet: bool = False) -> np.ndarray:
+    a = _numpy(image)
+    if a.ndim == 3 and a.shape[-1] == 3 and a.shape[0] != 3:
+        return np.clip(a, 0, 1)
+    img = as_image(a, imagenet)
+    return np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img
+
+
+def outline_mask(
+    image, mask, color: Sequence[float] = (0.0, 1.0, 0.0), imagenet: bool = False,
+    mode: str = "inner",
+) -> np.ndarray:
+    """Draw the contour of a ground-truth ``mask`` (``(H, W)`` bool) on ``image``; ``(H, W, 3)``.
+
+    ``mode="inner"`` colours the mask's own border pixels, ``"outer"`` the ring just outside it
+    (leaving the object intact); see :func:`skimage.segmentation.find_boundaries`.
+    """
+    from skimage.segmentation import find_boundaries
+
+    img = _hwc(image, imagenet).copy()
+    edge = find_boundaries(_numpy(mask) > 0.5, mode=mode)
+    img[edge] = np.asarray(color, np.float32)
+    return img
+
+
+def png_bytes(array, scale: int = 1, compress_level: int = 1) -> bytes:
+    """Encode an ``(H, W, 3)`` / ``(H, W)`` image in [0, 1] (or uint8) as PNG bytes with PIL.
+
+    ``scale`` enlarges it by pixel repetition (nearest neighbour), so that small maps stay crisp.
+    A few milliseconds for a 64-px map: suitable for ``ipywidgets.Image(value=...)`` callbacks.
+    """
+    from PIL import Image
+
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    im = Image.fromarray(a)
+    if scale != 1:
+        im = im.resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+_KINDS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "signed": signed_image,
+    "heatmap": heatmap,
+}
+
+
+def figure_grid(
+    images,
+    maps: Mapping[str, object],
+    titles: Sequence[str] | None = None,
+    kind: str | Callable = "signed",
+    imagenet: bool = False,
+    masks=None,
+    size: float = 2.2,
+):
+    """Side-by-side figure: one row per image, its input then one map per rule.
+
+    Parameters
+    ----------
+    images : tensor
+        ``(N, 3, H, W)`` inputs (in [0, 1], or ImageNet-normalised with ``imagenet=True``).
+    maps : dict
+        ``rule name -> (N, C, H, W)`` signals, e.g. the result of
+        ``deconvlab.attribute(model, x, target, rule=[...])``.
+    titles : sequence of str, optional
+        One label per image (e.g. the explained class), shown in every panel of its row.
+    kind : {"signed", "heatmap", "overlay"} or callable, default "signed"
+        Display of each signal; a callable maps one ``(C, H, W)`` signal to an image.
+    masks : tensor, optional
+        ``(N, H, W)`` ground-truth masks, outlined on the inputs.
+    size : float
+        Inches per panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not attached to pyplot (nothing to close, no double display): save it with
+        ``fig.savefig(path)``; as the last expression of a notebook cell it shows as a PNG even
+        where pyplot was never imported.
+    """
+    imgs = _numpy(images)
+    if imgs.ndim == 3:
+        imgs = imgs[None]
+    n = imgs.shape[0]
+    rules = list(maps)
+    sigs = {r: _numpy(maps[r]).reshape(n, *_numpy(maps[r]).shape[-3:]) for r in rules}
+    fig = GridFigure(figsize=(size * (1 + len(rules)), size * n + 0.2), layout="constrained")
+    axes = fig.subplots(n, 1 + len(rules), squeeze=False)
+    for i in range(n):
+        inp = _hwc(imgs[i], imagenet)
+        if masks is not None:
+            inp = outline_mask(inp, _numpy(masks)[i])
+        label = f"\n{titles[i]}" if titles is not None else ""
+        _show(axes[i, 0], inp, "input" + label)
+        for j, rule in enumerate(rules):
+            _show(axes[i, j + 1], _display(kind, sigs[rule][i], imgs[i], imagenet), rule + label)
+    return fig
+
+
+class GridFigure(Figure):
+    """A matplotlib ``Figure`` that shows itself in IPython (``_repr_png_``) without pyplot.
+
+    Where IPython's inline backend is active, its own ``Figure`` formatter takes precedence, so
+    the figure is shown once either way.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+def _display(kind, signal: np.ndarray, image: np.ndarray, imagenet: bool) -> np.ndarray:
+    if callable(kind):
+        return kind(signal)
+    if kind == "overlay":
+        return overlay(image, signal, imagenet=imagenet)
+    if kind not in _KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from signed, heatmap, overlay")
+    return _KINDS[kind](signal)
+
+
+def _show(ax, img: np.ndarray, title: str) -> None:
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()

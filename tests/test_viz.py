@@ -1,0 +1,121 @@
+"""Signals to pictures (deconvlab.viz)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from deconvlab import viz
+
+
+def _signal(seed=0, c=3, h=16, w=20):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(c, h, w, generator=g)
+
+
+def test_signed_image_centres_zero_on_grey_and_keeps_sign():
+    s = torch.zeros(3, 4, 4)
+    s[0, 0, 0], s[1, 1, 1] = 2.0, -1.0
+    img = viz.signed_image(s)
+    assert img.shape == (4, 4, 3) and img.dtype == np.float32
+    assert img[0, 0, 0] == pytest.approx(1.0) and img[1, 1, 1] == pytest.approx(0.25)
+    assert img[3, 3, 2] == pytest.approx(0.5)
+    np.testing.assert_allclose(viz.signed_image(torch.zeros(3, 4, 4)), 0.5)
+
+
+def test_signed_image_batches_of_one_and_other_channel_counts():
+    s = _signal()
+    np.testing.assert_allclose(viz.signed_image(s[None]), viz.signed_image(s))
+    grey = viz.signed_image(_signal(c=64))
+    assert grey.shape == (16, 20) and grey.min() >= 0 and grey.max() <= 1
+    clipped = viz.signed_image(s, percentile=90)
+    assert clipped.min() == 0.0 and clipped.max() == 1.0
+    with pytest.raises(ValueError, match="batch of 2"):
+        viz.signed_image(torch.zeros(2, 3, 4, 4))
+
+
+def test_heatmap_is_channel_max_of_magnitude():
+    s = _signal(1)
+    grey = viz.heatmap(s, cmap=None)
+    expected = s.abs().amax(0)
+    np.testing.assert_allclose(grey, (expected / expected.max()).numpy(), rtol=1e-6)
+    coloured = viz.heatmap(s)
+    assert coloured.shape == (16, 20, 3) and 0 <= coloured.min() and coloured.max() <= 1
+    assert viz.heatmap(_signal(c=128), cmap=None).shape == (16, 20)
+
+
+def test_overlay_blends_where_the_map_is_strong():
+    image = torch.full((3, 16, 20), 0.3)
+    out = viz.overlay(image, _signal(2), alpha=0.0)
+    np.testing.assert_allclose(out, 0.3, rtol=1e-6)
+    heat = np.zeros((16, 20), np.float32)
+    heat[5, 5] = 1.0
+    out = viz.overlay(image, heat, alpha=1.0)
+    assert out.shape == (16, 20, 3)
+    np.testing.assert_allclose(out[0, 0], 0.3, rtol=1e-6)
+    assert not np.allclose(out[5, 5], 0.3)
+    assert viz.overlay(image, _signal(5, c=64, h=4, w=5)).shape == (16, 20, 3)  # resized
+
+
+def test_as_image_undoes_imagenet_normalisation():
+    from deconvlab.data import denormalize, sample_image
+
+    x = sample_image("coffee", size=32)[0]
+    np.testing.assert_allclose(
+        viz.as_image(x, imagenet=True), denormalize(x).permute(1, 2, 0).numpy(), atol=1e-6
+    )
+
+
+def test_outline_mask_marks_the_contour_only():
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    out = viz.outline_mask(torch.zeros(3, 20, 20), mask, color=(1, 0, 0))
+    assert out[5, 5].tolist() == [1, 0, 0] and out[10, 14].tolist() == [1, 0, 0]
+    assert out[0, 0].tolist() == [0, 0, 0] and out[10, 10].tolist() == [0, 0, 0]
+    out = viz.outline_mask(torch.zeros(3, 20, 20), mask, color=(1, 0, 0), mode="outer")
+    assert out[4, 5].tolist() == [1, 0, 0] and out[10, 15].tolist() == [1, 0, 0]
+    assert out[5, 5].tolist() == [0, 0, 0], "the object's own pixels stay intact"
+
+
+def test_png_bytes_is_a_scaled_png_and_fast():
+    from PIL import Image
+
+    img = viz.signed_image(_signal(3, h=64, w=64))
+    data = viz.png_bytes(img, scale=4)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(io.BytesIO(data)).size == (256, 256)
+    assert Image.open(io.BytesIO(viz.png_bytes(img[..., 0]))).mode == "L"
+    t = time.perf_counter()
+    for _ in range(10):
+        viz.png_bytes(viz.heatmap(_signal(4, h=64, w=64)), scale=4)
+    assert (time.perf_counter() - t) / 10 < 0.05  # slider budget: 50 ms per redraw
+
+
+def test_figure_grid_rules_by_images():
+    images = torch.rand(2, 3, 16, 16)
+    maps = {r: torch.randn(2, 3, 16, 16) for r in ("gradient", "deconvnet", "guided_backprop")}
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, 4:8, 4:8] = True
+    for kind in ("signed", "heatmap", "overlay", lambda s: viz.heatmap(s, cmap=None)):
+        fig = viz.figure_grid(images, maps, titles=["star", "ring"], kind=kind, masks=masks)
+        axes = fig.get_axes()
+        assert len(axes) == 2 * 4
+        titles = [ax.get_title() for ax in axes]
+        assert titles[1] == "gradient\nstar" and titles[7] == "guided_backprop\nring"
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.getvalue()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="unknown kind"):
+        viz.figure_grid(images, maps, kind="nope")
+
+
+def test_figure_shows_itself_in_ipython_without_pyplot():
+    from IPython.core.formatters import DisplayFormatter
+
+    fig = viz.figure_grid(torch.rand(1, 3, 8, 8), {"gradient": torch.randn(1, 3, 8, 8)})
+    data, _ = DisplayFormatter().format(fig)
+    assert data["image/png"][:4] == b"\x89PNG"
