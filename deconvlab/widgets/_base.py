@@ -1,0 +1,74 @@
+"""The shape every explorer shares: controls, one view updated in place, a box to display.
+
+An explorer is a plain object built from library functions, usable without a
+notebook: set ``explorer.controls["name"].value`` and the view updates, exactly as
+when a student drags the slider. Only core ipywidgets are used, so the explorers
+run with ipywidgets 7.7 (Colab) and 8.x.
+
+Redraws run torch on one thread: a slider's work (a 64-px image, a few small
+backward passes) gains nothing from a second thread, and where cores are shared
+(Binder's CPU quota, a busy laptop) waiting for that thread made moves 5-30 times
+slower. The caller's thread count is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import ipywidgets as widgets
+import torch
+
+__all__ = ["Explorer", "one_thread"]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch's CPU kernels on one thread in the block; restore the count after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class Explorer:
+    """Base class: ``controls`` drive ``redraw``, which updates ``view`` in place.
+
+    Subclasses build their widgets, then call :meth:`_connect`; they implement
+    :meth:`redraw` so that it only recomputes what the changed control affects
+    (cache forward passes; a slider move must not redo work that did not change).
+    """
+
+    controls: dict[str, widgets.Widget]
+    view: widgets.Widget
+    widget: widgets.Widget
+
+    def _connect(self, controls: Mapping[str, widgets.Widget], view: widgets.Widget,
+                 layout: widgets.Widget | None = None) -> None:
+        self.controls = dict(controls)
+        self.view = view
+        self.widget = layout if layout is not None else widgets.VBox(
+            [widgets.HBox(list(self.controls.values())), view]
+        )
+        self.last_redraw_seconds = 0.0
+        for control in self.controls.values():
+            control.observe(self._on_change, names="value")
+        self._on_change(None)
+
+    def _on_change(self, change: dict | None) -> None:
+        start = time.perf_counter()
+        with one_thread():
+            self.redraw(None if change is None else change["owner"])
+        self.last_redraw_seconds = time.perf_counter() - start
+
+    def redraw(self, changed: widgets.Widget | None) -> None:
+        """Update ``view`` after ``changed`` moved (None: first draw)."""
+        raise NotImplementedError
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
