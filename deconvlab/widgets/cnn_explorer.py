@@ -1,0 +1,309 @@
+r"""Explorer for notebook 02: the three rules side by side on a real CNN.
+
+For one image, one target class and one layer, :func:`deconvlab.attribute` runs the model forward
+once and backward three times, switching only the backward of ReLU in between:
+
+===================  ===============================
+gradient             ``p · [x > 0]``
+deconvnet            ``p · [p > 0]``
+guided_backprop      ``p · [x > 0] · [p > 0]``
+===================  ===============================
+
+:class:`CNNExplorer` shows the input (with its ground-truth mask outlined when there is one), the
+three signals, and the selected rule's heat map over the image. The three signals are cached per
+``(image, target, layer)``, so moving the rule control only re-renders. At an intermediate layer the
+signal has one map per channel; it is shown as the channel-max heat map ``max_c |signal|``
+(Simonyan et al., ICLR-W 2014, §3.1), enlarged to the image.
+
+:func:`mask_energy_fraction` and :func:`energy_concentration` are the two numbers the notebook uses
+to compare the maps: how much of a map's energy lies on the object, and how thinly it is spread.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import viz
+from ..attribution import attribute
+from ._base import Explorer
+
+__all__ = ["RULES", "CNNExplorer", "energy_concentration", "mask_energy_fraction", "relu_layers"]
+
+#: The three rules, in the order they are shown.
+RULES: tuple[str, ...] = ("gradient", "deconvnet", "guided_backprop")
+_LABELS = {"gradient": "gradient", "deconvnet": "DeConvNet", "guided_backprop": "guided backprop"}
+
+
+def relu_layers(model: nn.Module) -> list[str]:
+    """Module paths of the ``nn.ReLU`` modules of ``model.features`` (VGG-style models), else ``[]``."""
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Module):
+        return []
+    return [f"features.{name}" for name, m in features.named_modules() if isinstance(m, nn.ReLU)]
+
+
+def _energy(signal: Tensor, size: Sequence[int]) -> Tensor:
+    """``sum_c signal²`` as ``(N, H, W)``, enlarged (nearest) to ``size`` if the signal is smaller."""
+    signal = signal if signal.dim() == 4 else signal[None]
+    energy = signal.detach().float().pow(2).sum(1, keepdim=True)
+    if tuple(energy.shape[-2:]) != tuple(size):
+        energy = F.interpolate(energy, size=tuple(size), mode="nearest")
+    return energy[:, 0]
+
+
+def mask_energy_fraction(signal: Tensor, mask: Tensor) -> Tensor:
+    """Fraction of a map's energy ``sum_c s²`` that falls on the ground-truth mask.
+
+    Parameters
+    ----------
+    signal : Tensor
+        ``(N, C, h, w)`` (or ``(C, h, w)``) signals; a layer's smaller map is enlarged to the
+        mask (nearest neighbour) first.
+    mask : Tensor
+        ``(N, H, W)`` (or ``(H, W)``) boolean masks.
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` values in [0, 1] (0 for an all-zero map). A map that ignores the object scores
+        about the mask's area fraction.
+    """
+    mask = mask if mask.dim() == 3 else mask[None]
+    energy = _energy(signal, mask.shape[-2:])
+    total = energy.flatten(1).sum(1)
+    inside = (energy * mask).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.zeros_like(total))
+
+
+def energy_concentration(signal: Tensor, top: float = 0.05) -> Tensor:
+    """Share of a map's energy ``sum_c s²`` held by its brightest ``top`` fraction of pixels.
+
+    A map whose energy is spread thinly over the whole image (the noisy look of the plain
+    gradient) scores low; a sparse map that lights up a few edges scores close to 1. A map of
+    independent equal-energy pixels scores about ``top``.
+
+    Parameters
+    ----------
+    signal : Tensor
+        ``(N, C, H, W)`` (or ``(C, H, W)``).
+    top : float, default 0.05
+        Fraction of pixels counted (at least one pixel).
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` values in [0, 1] (0 for an all-zero map).
+    """
+    signal = signal if signal.dim() == 4 else signal[None]
+    energy = signal.detach().float().pow(2).sum(1).flatten(1)
+    k = max(1, round(top * energy.shape[1]))
+    total = energy.sum(1)
+    brightest = energy.topk(k, dim=1).values.sum(1)
+    return torch.where(total > 0, brightest / total.clamp_min(1e-30), torch.zeros_like(total))
+
+
+def _frame(tile: np.ndarray, colour: Sequence[float], width: int = 2) -> np.ndarray:
+    tile = tile.copy()
+    c = np.asarray(colour, np.float32)
+    tile[:width], tile[-width:], tile[:, :width], tile[:, -width:] = c, c, c, c
+    return tile
+
+
+def _row(tiles: Sequence[np.ndarray], gap: int = 3) -> np.ndarray:
+    h = tiles[0].shape[0]
+    spacer = np.ones((h, gap, 3), np.float32)
+    parts: list[np.ndarray] = []
+    for tile in tiles:
+        parts += [tile, spacer]
+    return np.concatenate(parts[:-1], axis=1)
+
+
+class CNNExplorer(Explorer):
+    """Image, target class, rule and layer controls; the three rules side by side.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ReLU CNN, e.g. :func:`deconvlab.models.teaching_model` or a torchvision classifier.
+    images : Tensor
+        ``(N, 3, H, W)`` inputs exactly as the model takes them.
+    labels : Tensor, optional
+        ``(N,)`` true classes (shown in the caption).
+    masks : Tensor, optional
+        ``(N, H, W)`` ground-truth masks, outlined on every panel.
+    classes : sequence of str, optional
+        Class names (default: ``model.classes`` if present, else numbers).
+    layers : sequence of str, optional
+        Layers whose signal can be shown besides the input's (default: the ReLUs of
+        ``model.features`` if it has one).
+    targets : sequence of int, optional
+        Classes offered by the target control besides "predicted" (default: all; give a short
+        list for a 1000-class model).
+    imagenet : bool, default False
+        The images are ImageNet-normalised (undone for display).
+    scale : int, optional
+        Pixel enlargement of the picture (default 3 for images up to 96 px, else 1).
+
+    Attributes
+    ----------
+    predictions, probabilities : Tensor
+        ``(N,)`` the model's top class and its softmax probability, computed once.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor | None = None,
+        masks: Tensor | None = None,
+        classes: Sequence[str] | None = None,
+        layers: Sequence[str] | None = None,
+        targets: Sequence[int] | None = None,
+        imagenet: bool = False,
+        scale: int | None = None,
+    ) -> None:
+        self.model, self.images, self.labels, self.masks = model, images, labels, masks
+        self.imagenet = imagenet
+        self.predictions, self.probabilities = self._predict()
+        n_classes = int(self._n_classes)
+        names = classes if classes is not None else getattr(model, "classes", None)
+        self.classes = list(names) if names else [str(i) for i in range(n_classes)]
+        self.layers = list(relu_layers(model) if layers is None else layers)
+        self.scale = scale if scale is not None else (3 if images.shape[-1] <= 96 else 1)
+        self._cache: dict[tuple[int, int, str], dict[str, Tensor]] = {}
+        self.computed = 0  # attribution passes run (cache misses), for tests and curiosity
+        targets = range(n_classes) if targets is None else targets
+        controls = {
+            "image": widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
+            "target": widgets.Dropdown(
+                options=[("predicted", "predicted")] + [(f"{t}: {self.classes[t]}", int(t)) for t in targets],
+                value="predicted", description="target"),
+            "rule": widgets.ToggleButtons(options=[(_LABELS[r], r) for r in RULES], value="guided_backprop",
+                                          description="overlay"),
+            "layer": widgets.Dropdown(options=["input", *self.layers], value="input",
+                                      description="signal at"),
+        }
+        self.caption = widgets.HTML()
+        image = widgets.Image(format="png")
+        layout = widgets.VBox([
+            widgets.HBox([controls["image"], controls["target"], controls["layer"]]),
+            controls["rule"], self.caption, image,
+        ])
+        self._connect(controls, image, layout)
+
+    # -- computation (cached) ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _predict(self) -> tuple[Tensor, Tensor]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            logits = torch.cat([self.model(chunk) for chunk in self.images.split(32)])
+        finally:
+            self.model.train(was_training)
+        self._n_classes = logits.shape[1]
+        probs = logits.softmax(1)
+        top = probs.max(1)
+        return top.indices, top.values
+
+    def target_class(self) -> int:
+        """The class explained now ("predicted" resolved to the model's top class)."""
+        target = self.controls["target"].value
+        return int(self.predictions[self.controls["image"].value]) if target == "predicted" else int(target)
+
+    def maps(self, index: int | None = None, target: int | None = None,
+             layer: str | None = None) -> dict[str, Tensor]:
+        """The three signals ``{rule: (C, h, w)}`` for an image, class and layer (cached).
+
+        Defaults are the controls' current values. One forward pass and three backward passes
+        (``deconvlab.attribute(..., rule=[...])``) on a miss.
+        """
+        index = self.controls["image"].value if index is None else int(index)
+        target = self.target_class() if target is None else int(target)
+        layer = self.controls["layer"].value if layer is None else layer
+        key = (index, target, layer)
+        if key not in self._cache:
+            signals = attribute(self.model, self.images[index:index + 1], target, rule=list(RULES),
+                                layer=None if layer == "input" else layer)
+            self._cache[key] = {rule: signal[0] for rule, signal in signals.items()}
+            self.computed += 1
+        return self._cache[key]
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def _input_tile(self, index: int) -> np.ndarray:
+        tile = viz.as_image(self.images[index], imagenet=self.imagenet)
+        if tile.ndim == 2:
+            tile = np.repeat(tile[..., None], 3, -1)
+        if self.masks is not None:
+            tile = viz.outline_mask(tile, self.masks[index])
+        return tile
+
+    def _heat(self, signal: Tensor) -> np.ndarray:
+        """``max_c |signal|`` in [0, 1], enlarged (nearest) to the image size."""
+        heat = viz.saliency(signal)
+        size = self.images.shape[-2:]
+        if heat.shape != tuple(size):
+            heat = torch.from_numpy(heat)[None, None]
+            heat = F.interpolate(heat, size=tuple(size), mode="nearest")[0, 0].numpy()
+        return heat
+
+    def _rule_tile(self, signal: Tensor, layer: str, index: int) -> np.ndarray:
+        if layer == "input":
+            tile = viz.signed_image(signal, percentile=99.5)
+            if tile.ndim == 2:
+                tile = np.repeat(tile[..., None], 3, -1)
+        else:
+            tile = viz.heatmap(self._heat(signal))
+        if self.masks is not None:
+            tile = viz.outline_mask(tile, self.masks[index])
+        return tile
+
+    def render(self) -> np.ndarray:
+        """The picture for the current controls: input, three rules, overlay of the chosen rule."""
+        index, layer, chosen = (self.controls[k].value for k in ("image", "layer", "rule"))
+        maps = self.maps()
+        tiles = [self._input_tile(index)]
+        for rule in RULES:
+            tile = self._rule_tile(maps[rule], layer, index)
+            tiles.append(_frame(tile, (1.0, 0.85, 0.0)) if rule == chosen else tile)
+        over = viz.overlay(viz.as_image(self.images[index], imagenet=self.imagenet), self._heat(maps[chosen]))
+        if self.masks is not None:
+            over = viz.outline_mask(over, self.masks[index])
+        tiles.append(_frame(over, (1.0, 0.85, 0.0)))
+        return _row(tiles)
+
+    def _caption(self) -> str:
+        index, layer, chosen = (self.controls[k].value for k in ("image", "layer", "rule"))
+        target = self.target_class()
+        pred = int(self.predictions[index])
+        parts = []
+        if self.labels is not None:
+            parts.append(f"true: <b>{html.escape(self.classes[int(self.labels[index])])}</b>")
+        parts.append(f"predicted: <b>{html.escape(self.classes[pred])}</b> "
+                     f"(p = {float(self.probabilities[index]):.2f})")
+        parts.append(f"explaining: <b>{html.escape(self.classes[target])}</b>")
+        where = "input pixels" if layer == "input" else f"layer {html.escape(layer)} (channel-max |signal|)"
+        line2 = (f"Panels: input{' with ground-truth outline' if self.masks is not None else ''} · "
+                 + " · ".join(_LABELS[r] for r in RULES)
+                 + f" · {_LABELS[chosen]} over the image. Signal at {where}.")
+        if self.masks is not None:
+            maps = self.maps()
+            mask = self.masks[index]
+            fractions = ", ".join(
+                f"{_LABELS[r]} {float(mask_energy_fraction(maps[r], mask)[0]):.2f}" for r in RULES)
+            area = float(self.masks[index].float().mean())
+            line2 += f"<br>Energy on the object: {fractions} (object area: {area:.2f})."
+        return " · ".join(parts) + "<br>" + line2
+
+    def redraw(self, changed: widgets.Widget | None) -> None:
+        """Compute the signals if image, target or layer changed (cached), then re-render."""
+        self.view.value = viz.png_bytes(self.render(), self.scale)
+        self.caption.value = self._caption()

@@ -1,0 +1,219 @@
+r"""Explorer for notebook 03: Zeiler and Fergus' top-9 view, DeConvNet next to guided backprop.
+
+For a layer and a channel (two sliders) it shows the ``k`` images of a set that activate the
+channel most, and under each the projection of its strongest unit back to pixels
+(:func:`deconvlab.project` with ``position="max"``), once with DeConvNet's backward of ReLU,
+``p · [p > 0]``, and once with guided backprop's, ``p · [x > 0] · [p > 0]`` (Zeiler and Fergus,
+ECCV 2014, Fig. 2; Springenberg et al., ICLR-W 2015).
+
+Cost of a slider move: the channel maxima of every layer over the whole image set are computed
+once, when the explorer is built (:func:`deconvlab.zeiler_fergus.channel_maxima`, one forward
+pass). A channel move then ranks ``N`` numbers and projects only ``k`` images, in one batch, with
+both rules from one forward pass; the picture of each ``(layer, channel)`` is cached.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import ipywidgets as widgets
+import numpy as np
+from torch import Tensor, nn
+
+from .. import viz
+from ..zeiler_fergus import ReceptiveField, TopActivations, channel_maxima, project_top, receptive_field
+from ._base import Explorer
+from .cnn_explorer import relu_layers
+
+__all__ = ["ProjectionExplorer"]
+
+_LABELS = {"deconvnet": "DeConvNet", "guided_backprop": "guided backprop", "gradient": "gradient"}
+_BOX = (1.0, 0.85, 0.0)
+
+
+def _evict(cache: OrderedDict, size: int) -> None:
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+def _crop(tile: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+    """The ``box`` of ``tile`` enlarged (nearest neighbour) to ``size``."""
+    top, bottom, left, right = box
+    rows = top + (np.arange(size[0]) * (bottom - top)) // size[0]
+    cols = left + (np.arange(size[1]) * (right - left)) // size[1]
+    return tile[rows[:, None], cols[None, :]]
+
+
+def _draw_box(tile: np.ndarray, box: tuple[int, int, int, int], colour=_BOX) -> np.ndarray:
+    """Outline the half-open box ``(top, bottom, left, right)`` on an ``(H, W, 3)`` tile."""
+    tile = tile.copy()
+    top, bottom, left, right = box
+    c = np.asarray(colour, np.float32)
+    tile[top, left:right] = c
+    tile[bottom - 1, left:right] = c
+    tile[top:bottom, left] = c
+    tile[top:bottom, right - 1] = c
+    return tile
+
+
+class ProjectionExplorer(Explorer):
+    """Layer and channel sliders; the top-``k`` images and their projections under two rules.
+
+    Controls: ``layer`` (a slider over ``layers``), ``channel``, and ``zoom`` (show only each
+    strongest unit's receptive field, enlarged, as Zeiler and Fergus' figures do).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ReLU CNN, e.g. :func:`deconvlab.models.teaching_model`.
+    images : Tensor
+        ``(N, 3, H, W)`` images in [0, 1] to rank (e.g. ``deconvlab.data.shapes(512).images``).
+    layers : sequence of str, optional
+        Convolutional layers to choose from (default: the ReLUs of ``model.features``).
+    k : int, default 9
+        Images per channel.
+    rules : sequence of str, default ("deconvnet", "guided_backprop")
+        One row of projections per rule.
+    scale : int, default 2
+        Pixel enlargement of the picture.
+    cache_size : int, default 128
+        How many ``(layer, channel)`` projections to keep (and twice as many pictures).
+
+    Attributes
+    ----------
+    maxima : dict of str to ChannelMaxima
+        Every channel's maximum (and where) in every image, per layer.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        layers: Sequence[str] | None = None,
+        k: int = 9,
+        rules: Sequence[str] = ("deconvnet", "guided_backprop"),
+        scale: int = 2,
+        cache_size: int = 128,
+    ) -> None:
+        self.model, self.images, self.k, self.rules = model, images, int(k), list(rules)
+        self.scale, self.cache_size = scale, cache_size
+        self.layers = list(relu_layers(model) if layers is None else layers)
+        if not self.layers:
+            raise ValueError("no layers to explore: pass layers=[...] (module paths of convolutional layers)")
+        self.maxima = channel_maxima(model, images, self.layers)
+        self.fields: dict[str, ReceptiveField | None] = {}
+        for layer in self.layers:
+            try:
+                self.fields[layer] = receptive_field(model, layer)
+            except ValueError:  # not a plain chain: no box is drawn
+                self.fields[layer] = None
+        self._signals: OrderedDict[tuple[str, int], tuple[TopActivations, dict[str, Tensor]]] = OrderedDict()
+        self._pictures: OrderedDict[tuple[str, int, bool], bytes] = OrderedDict()
+        self.computed = 0  # projection passes run (cache misses)
+        self._adjusting = False
+        first = self.layers[0]
+        options = [(f"{i + 1}: {name}", name) for i, name in enumerate(self.layers)]
+        controls = {
+            "layer": widgets.SelectionSlider(options=options, value=first, description="layer"),
+            "channel": widgets.IntSlider(value=0, min=0, max=self.maxima[first].shape[0] - 1,
+                                         description="channel"),
+            "zoom": widgets.Checkbox(value=False, description="zoom into the receptive field"),
+        }
+        self.caption = widgets.HTML()
+        image = widgets.Image(format="png")
+        layout = widgets.VBox([widgets.HBox(list(controls.values())), self.caption, image])
+        self._connect(controls, image, layout)
+
+    # -- computation (cached) ------------------------------------------------------------------
+
+    def projections(self, layer: str | None = None,
+                    channel: int | None = None) -> tuple[TopActivations, dict[str, Tensor]]:
+        """Top-``k`` ranking and ``{rule: (k, 3, H, W)}`` projections (defaults: the sliders).
+
+        One forward pass of ``k`` images and one backward pass per rule on a miss; cached.
+        """
+        layer = self.controls["layer"].value if layer is None else layer
+        channel = self.controls["channel"].value if channel is None else int(channel)
+        key = (layer, channel)
+        if key not in self._signals:
+            top, signals = project_top(self.model, self.images, layer, channel, self.k, self.rules,
+                                       maxima=self.maxima[layer])
+            if not isinstance(signals, dict):
+                signals = {self.rules[0]: signals}
+            self._signals[key] = (top, signals)
+            self.computed += 1
+        self._signals.move_to_end(key)
+        _evict(self._signals, self.cache_size)
+        return self._signals[key]
+
+    def picture(self, layer: str | None = None, channel: int | None = None,
+                zoom: bool | None = None) -> bytes:
+        """The PNG for a layer, channel and zoom setting (defaults: the controls); cached."""
+        layer = self.controls["layer"].value if layer is None else layer
+        channel = self.controls["channel"].value if channel is None else int(channel)
+        zoom = self.controls["zoom"].value if zoom is None else bool(zoom)
+        key = (layer, channel, zoom)
+        if key not in self._pictures:
+            top, signals = self.projections(layer, channel)
+            self._pictures[key] = viz.png_bytes(self._grid(layer, top, signals, zoom), self.scale)
+        self._pictures.move_to_end(key)
+        _evict(self._pictures, 2 * self.cache_size)
+        return self._pictures[key]
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def _grid(self, layer: str, top: TopActivations, signals: dict[str, Tensor], zoom: bool) -> np.ndarray:
+        """Rows: images (receptive field of the strongest unit boxed), then one row per rule."""
+        size = tuple(self.images.shape[-2:])
+        field = self.fields[layer]
+        boxes = [field.box(position, size) if field is not None else (0, size[0], 0, size[1])
+                 for position in top.positions.tolist()]
+        zoom = zoom and field is not None
+        rows = []
+        row = []
+        for index, box in zip(top.indices.tolist(), boxes):
+            tile = viz.as_image(self.images[index])
+            row.append(_crop(tile, box, size) if zoom else _draw_box(tile, box))
+        rows.append(row)
+        for rule in self.rules:
+            tiles = [viz.signed_image(signal) for signal in signals[rule]]
+            rows.append([_crop(t, b, size) for t, b in zip(tiles, boxes)] if zoom else tiles)
+        gap = 3
+        h, w = size
+        out = np.ones((len(rows) * (h + gap) - gap, len(rows[0]) * (w + gap) - gap, 3), np.float32)
+        for r, tiles in enumerate(rows):
+            for c, tile in enumerate(tiles):
+                out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tile
+        return out
+
+    def _caption(self, layer: str, channel: int, top: TopActivations) -> str:
+        field = self.fields[layer]
+        values = ", ".join(f"{v:.2f}" for v in top.values.tolist())
+        zoomed = "zoomed in" if self.controls["zoom"].value else "boxed"
+        rf = f"; receptive field {field.size[0]}×{field.size[1]} px ({zoomed})" if field is not None else ""
+        rows = " · ".join(f"row {i + 2}: {_LABELS.get(r, r)}" for i, r in enumerate(self.rules))
+        silent = "" if float(top.values[0]) > 0 else " <b>This channel never fires on these images.</b>"
+        return (f"<b>{html.escape(layer)}</b>, channel <b>{channel}</b>: strongest activations {values}"
+                f"{rf}.{silent}<br>row 1: the top {len(top.values)} images · {rows}")
+
+    def redraw(self, changed: widgets.Widget | None) -> None:
+        """On a layer move, fit the channel slider to the layer; then show the cached picture."""
+        if self._adjusting:
+            return
+        layer = self.controls["layer"].value
+        channel_slider = self.controls["channel"]
+        if changed is self.controls["layer"]:
+            channels = self.maxima[layer].shape[0]
+            self._adjusting = True
+            try:
+                channel_slider.value = min(channel_slider.value, channels - 1)
+                channel_slider.max = channels - 1
+            finally:
+                self._adjusting = False
+        channel = channel_slider.value
+        top, _ = self.projections(layer, channel)
+        self.view.value = self.picture(layer, channel)
+        self.caption.value = self._caption(layer, channel, top)
+
