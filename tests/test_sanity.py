@@ -1,0 +1,315 @@
+"""deconvlab.sanity against closed forms and independent computations."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch import nn
+
+from deconvlab import attribute, sanity
+from deconvlab.models import TeachingCNN
+
+RULES = sanity.RULES
+
+
+def small_cnn(seed: int = 0, classes: int = 4) -> nn.Module:
+    """Conv-ReLU-MaxPool-Conv-ReLU-GAP-Linear on 3x16x16: every rule's code path, fast."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes),
+    ).eval()
+
+
+def images(n: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# -- normalisation and statistics --------------------------------------------------------------
+
+
+def test_abs_normalise_matches_pair_saliency_formula():
+    m = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = sanity.abs_normalise(m)
+    for i in range(2):
+        a = m[i].abs().sum(0).numpy()
+        lo, hi = a.min(), np.percentile(a, 99)
+        np.testing.assert_allclose(out[i], np.clip((a - lo) / (hi - lo), 0, 1), rtol=1e-5, atol=1e-6)
+    assert out.shape == (2, 8, 8) and out.min() >= 0 and out.max() == 1
+    np.testing.assert_allclose(sanity.abs_normalise(-3 * m), out, atol=1e-6)  # |.| and scale-free
+    assert not sanity.abs_normalise(torch.zeros(3, 4, 4)).any()  # a zero map stays zero
+
+
+def test_diverging_normalise_keeps_sign_and_is_scale_free():
+    m = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(2))
+    out = sanity.diverging_normalise(m)
+    s = m.sum(0).numpy()
+    np.testing.assert_allclose(out, np.clip(s / np.percentile(np.abs(s), 99), -1, 1), rtol=1e-5)
+    np.testing.assert_allclose(sanity.diverging_normalise(-2 * m), -out, atol=1e-6)
+
+
+def test_spearman_closed_forms():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 5, 5))
+    np.testing.assert_allclose(sanity.spearman(a, a**3 + 1), 1.0)  # any increasing function
+    np.testing.assert_allclose(sanity.spearman(a, -a), -1.0)
+    b = rng.random((3, 5, 5))
+    ranks = lambda v: np.argsort(np.argsort(v.reshape(len(v), -1), axis=1), axis=1)  # noqa: E731
+    expected = [np.corrcoef(u, w)[0, 1] for u, w in zip(ranks(a), ranks(b))]  # no ties: Pearson of ranks
+    np.testing.assert_allclose(sanity.spearman(a, b), expected, atol=1e-12)
+    assert np.isnan(sanity.spearman(np.zeros((1, 4, 4)), a[:1, :4, :4]))[0]  # constant map: no ranking
+    with pytest.raises(ValueError, match="different shapes"):
+        sanity.spearman(a, b[:, :4])
+
+
+# -- class sensitivity -----------------------------------------------------------------------
+
+
+def test_mask_energy_fractions():
+    maps = np.zeros((1, 2, 3, 4, 4))
+    maps[0, 0, 1, 0, 0] = -2.0  # target A: all energy on object A's pixel
+    maps[0, 1, :, 3, 3] = 1.0  # target B: on object B's pixel...
+    maps[0, 1, 0, 2, 2] = 1.0  # ...and a quarter on the background
+    masks = np.zeros((1, 2, 4, 4), bool)
+    masks[0, 0, 0, 0] = masks[0, 1, 3, 3] = True
+    e = sanity._mask_energy(maps, masks)
+    np.testing.assert_allclose(e[0], [[1.0, 0.0], [0.0, 0.75]])
+
+
+def _two_class_model(sign: float) -> nn.Module:
+    """Class 1's weights are ``sign`` times class 0's: maps for the two classes are proportional."""
+    model = small_cnn(3, classes=2)
+    with torch.no_grad():
+        model[-1].weight[1] = sign * model[-1].weight[0]
+        model[-1].bias.zero_()
+    return model
+
+
+def test_class_sensitivity_proportional_classes():
+    x = images(3)
+    labels = torch.tensor([[0, 1]] * 3)
+    masks = torch.zeros(3, 2, 16, 16, dtype=torch.bool)
+    masks[:, 0, :8], masks[:, 1, 8:] = True, True
+    same = sanity.class_sensitivity(_two_class_model(2.0), x, labels, masks)
+    for rule in RULES:  # a positive multiple of the seed scales every rule's map
+        np.testing.assert_allclose(same.spearman[rule], 1.0, atol=1e-9)
+        np.testing.assert_allclose(same.spearman_signed[rule], 1.0, atol=1e-9)
+        np.testing.assert_allclose(same.maps[rule][:, 1], 2 * same.maps[rule][:, 0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(same.selectivity(rule), 0.5, atol=1e-6)  # both targets alike
+    flipped = sanity.class_sensitivity(_two_class_model(-1.0), x, labels, masks)
+    # the gradient is linear in the seed: map B = -map A, same |map|, opposite sign
+    np.testing.assert_allclose(flipped.spearman["gradient"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(flipped.spearman_signed["gradient"], -1.0, atol=1e-9)
+    direct = attribute(_two_class_model(-1.0), x, 1, rule="guided_backprop")
+    torch.testing.assert_close(flipped.maps["guided_backprop"][:, 1], direct)
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        sanity.class_sensitivity(small_cnn(), x, labels[:, 0], masks)
+
+
+# -- cascading randomisation ------------------------------------------------------------------
+
+
+def test_randomisation_order_teaching_cnn():
+    assert sanity.randomisation_order(TeachingCNN()) == [
+        "classifier.2", "features.11", "features.8", "features.6", "features.3", "features.0",
+    ]
+
+
+def test_reinitialise_follows_he_init():
+    conv, lin = nn.Conv2d(64, 128, 3), nn.Linear(256, 100)
+    torch.manual_seed(0)
+    sanity.reinitialise_(conv)
+    sanity.reinitialise_(lin)
+    assert float(conv.weight.detach().std()) == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.05)  # fan_out, ReLU gain
+    assert float(lin.weight.detach().std()) == pytest.approx(0.01, rel=0.05)
+    assert not conv.bias.any() and not lin.bias.any()
+
+
+def test_cascading_randomisation_leaves_model_and_rng_alone_and_matches_manual_reinit():
+    model = small_cnn(4)
+    before = copy.deepcopy(model.state_dict())
+    x, t = images(3), torch.tensor([0, 1, 2])
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    result = sanity.cascading_randomisation(model, x, t, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)  # caller's random state untouched
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # the shipped model is never modified
+    assert result.stages == ["original", "7", "3", "0"]
+    for rule in RULES:
+        torch.testing.assert_close(result.maps[rule][0], attribute(model, x, t, rule=rule))
+        np.testing.assert_allclose(result.spearman_abs[rule][0], 1.0)
+        np.testing.assert_allclose(result.ssim[rule][0], 1.0)
+        assert result.spearman_abs[rule].shape == (4, 3)
+    # independent: re-initialise a copy by hand, same order, same seed
+    manual = copy.deepcopy(model)
+    torch.manual_seed(7)
+    for name in ("7", "3", "0"):
+        sanity.reinitialise_(manual.get_submodule(name))
+    torch.testing.assert_close(result.maps["gradient"][-1], attribute(manual, x, t, rule="gradient"))
+    assert set(result.mean()) == set(RULES) and result.mean()["gradient"].shape == (4,)
+    with pytest.raises(ValueError, match="unknown layers"):
+        sanity.cascading_randomisation(model, x, t, layers=["nope"])
+
+
+# -- image recovery ---------------------------------------------------------------------------
+
+
+def test_edge_map_of_a_step_is_the_step():
+    img = torch.zeros(1, 3, 8, 8)
+    img[..., 4:] = 1.0
+    img = torch.cat([img, 1 - img.flip(-1), torch.zeros_like(img)])  # a stack: no smoothing across images
+    e = sanity.edge_map(img)[0]
+    assert not sanity.edge_map(img)[2].any()
+    assert (e[:, 3:5] > 0).all() and not e[:, :3].any() and not e[:, 5:].any()
+    np.testing.assert_allclose(e, np.abs(ndimage.sobel(img[0].mean(0).numpy(), axis=1)))
+
+
+def test_image_recovery_is_pearson_with_the_image_or_its_edges():
+    model, x = small_cnn(6), images(3)
+    signed = sanity.image_recovery(model, x, 1)
+    edges = sanity.image_recovery(model, x, 1, against="edges")
+    centred = (x - x.mean((2, 3), keepdim=True)).numpy()
+    for rule in RULES:
+        m = attribute(model, x, 1, rule=rule)
+        expected = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(m.numpy(), centred)]
+        np.testing.assert_allclose(signed[rule], expected, rtol=1e-5)
+        e = m.abs().sum(1).numpy()
+        expected = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(e, sanity.edge_map(x))]
+        np.testing.assert_allclose(edges[rule], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="against"):
+        sanity.image_recovery(model, x, 1, against="nope")
+
+
+def test_html_table():
+    page = sanity.html_table({"gradient": {"a": 0.123, "b": -1.0}, "deconvnet": {"a": 2.0}}, caption="t")
+    assert "<caption>t</caption>" in page and "0.12" in page and "-1.00" in page and "<td></td>" in page
+    assert "1.2e-05" in sanity.html_table({"x": {"y": 1.23e-5}}, fmt=".1e")
+
+
+# -- input shift ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (1, 2), (1, 0)])
+def test_shifted_input_conv_computes_the_original_conv(stride, padding):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, stride=stride, padding=padding)
+    x = torch.rand(2, 3, 11, 11)
+    shifted = sanity.ShiftedInputConv2d(conv, -0.7)
+    torch.testing.assert_close(shifted(x - 0.7), conv(x), atol=1e-5, rtol=1e-5)
+    # Kindermans et al.: the new bias is b - W c, summed over the kernel
+    torch.testing.assert_close(shifted.conv.bias, conv.bias + 0.7 * conv.weight.sum((1, 2, 3)))
+
+
+def test_input_shift_leaves_all_three_maps_unchanged_but_not_input_x_gradient():
+    model, x = small_cnn(7), images(4)
+    before = copy.deepcopy(model.state_dict())
+    t = [0, 1, 2, 3]
+    result = sanity.input_shift(model, x, t, shift=-1.0)
+    assert result.dtype == torch.float64 and result.output_difference < 1e-12
+    reference = attribute(copy.deepcopy(model).double(), x.double(), t, rule=list(RULES))
+    for rule in RULES:
+        assert result.map_difference[rule] < 1e-12 and result.changed_fraction[rule] == 0
+        torch.testing.assert_close(result.shifted_maps[rule], reference[rule])
+    # input x gradient: (x + c) g - x g = c g, so the difference is |c| max|g| / max|x g|
+    g = reference["gradient"]
+    expected = float(g.abs().max() / (x.double() * g).abs().max())
+    assert result.input_x_gradient_difference == pytest.approx(expected, rel=1e-6)
+    assert result.input_x_gradient_difference > 0.1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]) and v.dtype == torch.float32
+    single = sanity.input_shift(model, x, t, shift=0.5, dtype=None)
+    assert single.dtype == torch.float32 and single.output_difference < 1e-4
+    teaching = sanity.shift_compensated(TeachingCNN(), 0.5)
+    assert isinstance(teaching.features[0], sanity.ShiftedInputConv2d)
+
+
+# -- pointing game ----------------------------------------------------------------------------
+
+
+def test_saliency_points_find_the_channel_max_of_abs():
+    m = torch.zeros(2, 3, 16, 16)
+    m[0, 1, 3, 12] = 1.0
+    m[1, 2, 9, 4] = -5.0  # negative: |.| counts
+    m[1, 0, 1, 1] = 2.0
+    np.testing.assert_array_equal(sanity.saliency_points(m, smooth=0), [[3, 12], [9, 4]])
+    np.testing.assert_array_equal(sanity.saliency_points(m, smooth=0.02), [[3, 12], [9, 4]])
+
+
+def test_hits_use_torchrays_strict_tolerance():
+    masks = np.zeros((3, 16, 16), bool)
+    masks[:, 8, 8] = True
+    points = np.array([[8, 10], [8, 9], [8, 8]])  # distances 2, 1, 0
+    np.testing.assert_array_equal(sanity._hits(points, masks, 2.0), [False, True, True])  # d < tol
+    np.testing.assert_array_equal(sanity._hits(points, masks, 2.01), [True, True, True])
+
+
+def test_pointing_game_centre_baseline_and_class_averaged_accuracy():
+    x = images(4)
+    labels = torch.tensor([0, 0, 0, 1])
+    masks = torch.zeros(4, 16, 16, dtype=torch.bool)
+    masks[0, 8, 8] = masks[1, 7, 8] = True  # near the centre (8, 8): hits
+    masks[2, 0, 0] = masks[3, 15, 15] = True  # corners: misses
+    result = sanity.pointing_game(small_cnn(), x, labels, masks, tolerance=2)
+    np.testing.assert_array_equal(result.hits["center"], [True, True, False, False])
+    # TorchRay averages the per-class accuracies: class 0 has 2/3, class 1 has 0/1
+    assert result.accuracy("center") == pytest.approx((2 / 3 + 0) / 2)
+    assert set(result.accuracies()) == {*RULES, "center"}
+    two = sanity.pointing_game(small_cnn(), x[:2], torch.tensor([[0, 1], [2, 3]]),
+                               torch.stack([masks[:2], masks[2:]], 1), tolerance=2)
+    assert len(two.labels) == 4  # every (image, object) pair is a trial
+    np.testing.assert_array_equal(two.labels, [0, 1, 2, 3])
+
+
+# -- reference tables -------------------------------------------------------------------------
+
+
+def test_reference_tables_are_the_published_numbers_with_their_source():
+    adebayo = sanity.reference_table("adebayo2018")
+    assert adebayo.columns[:2] == ["method", "original"]
+    assert adebayo.row("gradient")["plus_logits"] == pytest.approx(0.601)
+    assert adebayo.row("guided_backprop")["plus_conv1_all"] == pytest.approx(0.444)
+    assert "Adebayo" in adebayo.source and "NeurIPS" in adebayo.source
+    torchray = sanity.reference_table("torchray_pointing")
+    assert torchray.row("center")["voc07_vgg16_all"] == pytest.approx(69.6)
+    assert torchray.row("deconvnet")["coco14_resnet50_all"] == pytest.approx(30.0)
+    assert "TorchRay" in torchray.source
+    page = torchray.to_html(highlight=["center"])
+    assert "<table>" in page and "69.6" in page and "font-weight:bold" in page
+    with pytest.raises(ValueError, match="unknown reference table"):
+        sanity.reference_table("nope")
+    with pytest.raises(KeyError, match="no row"):
+        adebayo.row("nope")
+
+
+def test_figures_draw():
+    model, x = small_cnn(8), images(2)
+    cascade = sanity.cascading_randomisation(model, x, 0)
+    fig = sanity.plot_cascade(cascade, reference=sanity.reference_table("adebayo2018"))
+    assert len(fig.axes) == 4
+    masks = torch.zeros(2, 2, 16, 16, dtype=torch.bool)
+    masks[:, 0, :4], masks[:, 1, -4:] = True, True
+    cs = sanity.class_sensitivity(model, x, torch.tensor([[0, 1], [2, 3]]), masks)
+    assert len(sanity.plot_class_sensitivity(cs).axes) == 2
+
+
+def test_maps_in_chunks_equal_one_call():
+    model, x = small_cnn(9), images(5)
+    t = torch.tensor([0, 1, 2, 3, 0])
+    chunked = sanity._maps(model, x, t, RULES, chunk=2)
+    whole = attribute(model, x, t, rule=list(RULES))
+    for rule in RULES:
+        torch.testing.assert_close(chunked[rule], whole[rule])
+    torch.testing.assert_close(sanity._maps(model, x, 3, RULES, chunk=2)["gradient"],
+                               attribute(model, x, 3, rule="gradient"))
+
+
+def test_pointing_default_tolerance_scales_torchrays_15px_on_500px():
+    x, labels = images(1, size=16), torch.tensor([0])
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    assert sanity.pointing_game(small_cnn(), x, labels, masks).tolerance == pytest.approx(15 / 500 * 16)
