@@ -36,6 +36,7 @@ __all__ = [
     "WeightsUnavailableError",
     "cache_dir",
     "fold_batchnorm",
+    "init_weights",
     "recorded_sha256",
     "teaching_metadata",
     "teaching_model",
@@ -62,6 +63,22 @@ class WeightsUnavailableError(FileNotFoundError):
 
 #: Convolution widths; ``"M"`` is a 2x2 max-pool (VGG notation).
 TEACHING_CONFIG: tuple[int | str, ...] = (16, "M", 32, "M", 64, 64, "M", 128, "M")
+
+
+def init_weights(module: nn.Module) -> None:
+    """Initialise a layer for a ReLU network, in place; other modules are left alone.
+
+    Convolutions: He-normal weights (``fan_out``, ReLU gain; He et al., ICCV 2015);
+    linear layers: ``N(0, 0.01²)``; zero biases. Draws from torch's global generator.
+    """
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, 0.0, 0.01)
+    else:
+        return
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 class TeachingCNN(nn.Module):
@@ -114,13 +131,8 @@ class TeachingCNN(nn.Module):
         )
         self.config = tuple(config)
         self.classes: tuple[str, ...] = CLASSES if num_classes == len(CLASSES) else ()
-        for m in self.modules():  # He et al. (ICCV 2015) initialisation for ReLU networks
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        for module in self.modules():
+            init_weights(module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -51,6 +51,7 @@ from skimage.metrics import structural_similarity
 from torch import Tensor, nn
 
 from .attribution import attribute
+from .models import init_weights
 
 __all__ = [
     "RULES",
@@ -313,14 +314,8 @@ def reinitialise_(module: nn.Module) -> None:
     zero bias; linear layers: ``N(0, 0.01²)`` weights and zero bias; any other layer
     its own ``reset_parameters()``. Uses torch's global generator (seed it first).
     """
-    if isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, 0.0, 0.01)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        init_weights(module)
     elif hasattr(module, "reset_parameters"):
         module.reset_parameters()
     else:
