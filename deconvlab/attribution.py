@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import Target, check_batch, check_input, check_model, find_layer, seed_from_target
-from .context import backward_rule
+from .context import InPlaceOnLeafError, backward_rule
 from .model_state import evaluating, removing
 from .relu import RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
@@ -68,10 +68,13 @@ class _LayerProbe:
 
     def __init__(self, name: str, module: nn.Module, stop: bool) -> None:
         self.name, self.stop = name, stop
+        self.reset()
+        self.handle = module.register_forward_hook(self)
+
+    def reset(self) -> None:
         self.calls = 0
         self.output: Tensor | None = None
         self.edge = None
-        self.handle = module.register_forward_hook(self)
 
     def __call__(self, module: nn.Module, args: object, output: object) -> None:
         self.calls += 1
@@ -100,7 +103,7 @@ class _LayerProbe:
 
 
 def _input_leaf(x: Tensor) -> Tensor:
-    """A fresh leaf that shares ``x``'s data (feed the model ``leaf.clone()``: see _model_input)."""
+    """A fresh leaf that shares ``x``'s data; :func:`run_model` keeps in-place ops off it."""
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
             "attribution needs autograd, which torch.inference_mode() disables; "
@@ -110,9 +113,14 @@ def _input_leaf(x: Tensor) -> Tensor:
     return leaf.requires_grad_(True)
 
 
-def _model_input(leaf: Tensor) -> Tensor:
-    """A copy for the model: a model that ReLUs its input in place must not touch the caller's data."""
-    return leaf.clone()
+def run_model(model: nn.Module, leaf: Tensor, probe: _LayerProbe | None = None) -> Tensor:
+    """``model(leaf)``; a model that ReLUs its input in place gets a copy (the caller's data is shared)."""
+    try:
+        return model(leaf)
+    except InPlaceOnLeafError:
+        if probe is not None:
+            probe.reset()  # the aborted pass may have reached the layer
+        return model(leaf.clone())
 
 
 def _module_names(model: nn.Module) -> dict[int, str]:
@@ -206,7 +214,7 @@ def attribute(
             handles.append(probe.handle)
         context = _rule_context(model, rules)
         with context:
-            output = model(_model_input(leaf))
+            output = run_model(model, leaf, probe)
         check_batch(output, x)
         seed = seed_from_target(output, target)
         wrt = probe.target() if probe is not None else leaf
@@ -285,7 +293,7 @@ def project(
         context = _rule_context(model, rules)
         with context:
             try:
-                model(_model_input(leaf))
+                run_model(model, leaf, probe)
             except _StopForward:
                 pass
         probe.target()

@@ -38,6 +38,7 @@ from .relu import RuleReLU, RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
 
 __all__ = [
+    "InPlaceOnLeafError",
     "NoReLUWarning",
     "UnsupportedActivationWarning",
     "active_rule",
@@ -51,6 +52,15 @@ class UnsupportedActivationWarning(UserWarning):
 
 class NoReLUWarning(UserWarning):
     """No ReLU ran under a rule: every rule then equals the plain gradient."""
+
+
+class InPlaceOnLeafError(RuntimeError):
+    """An in-place ReLU was applied to a leaf tensor that requires grad (e.g. the model's input)."""
+
+
+def _is_leaf_requiring_grad(x: torch.Tensor) -> bool:
+    base = x if x._base is None else x._base
+    return x.requires_grad and base.is_leaf
 
 
 def _f_relu_inplace(args, kwargs) -> bool:
@@ -141,7 +151,14 @@ class _ReLUInterceptor(TorchFunctionMode):
             entry.relus += 1
             x = args[0]
             if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
-                return RuleReLU.apply(x, entry.slot, inplace_flag(args, kwargs))
+                inplace = inplace_flag(args, kwargs)
+                if inplace and _is_leaf_requiring_grad(x):
+                    # Refuse before writing: autograd would raise only after the data changed.
+                    raise InPlaceOnLeafError(
+                        "an in-place ReLU was applied to a leaf tensor that requires grad (the "
+                        "model's input?); autograd cannot differentiate that: pass x * 1 instead"
+                    )
+                return RuleReLU.apply(x, entry.slot, inplace)
             return func(*args, **kwargs)
         label = _OTHER_ACTIVATIONS.get(func)
         if label is not None and not entry.owner.only_gradient:

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attribution import _input_leaf, _LayerProbe, _model_input
+from .attribution import _input_leaf, _LayerProbe, run_model
 from .checks import Target, check_input, check_model, find_layer, seed_from_target
 from .context import backward_rule
 from .model_state import evaluating, removing
@@ -184,7 +184,7 @@ def saliency(
             layer_probe = _LayerProbe(*find_layer(model, saliency_layer), stop=False)
             handles.append(layer_probe.handle)
         with context_builder():
-            output = model(_model_input(leaf))
+            output = run_model(model, leaf, layer_probe)
             seed = get_backward_gradient(output, target)
             wrt = layer_probe.target() if layer_probe is not None else leaf
             (signal,) = torch.autograd.grad(output, wrt, seed)

@@ -122,6 +122,23 @@ def test_a_model_that_relus_its_input_in_place_does_not_touch_the_callers_tensor
     torch.testing.assert_close(signal[0], (model[2].weight[1] * (images[0].flatten() > 0)).view(3, 16, 16))
 
 
+def test_a_model_that_relus_its_input_in_place_still_gives_layer_signals(images):
+    class Late(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 3).double()
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * 14 * 14, 2)).double()
+
+        def forward(self, x):
+            z = self.conv(x)  # the layer runs before the in-place ReLU on the input
+            x.relu_()
+            return self.head(z) + x.sum()
+
+    model, x = Late(), images.clone()
+    signal = dl.attribute(model, x, 1, layer="conv")
+    assert signal.shape == (2, 2, 14, 14) and torch.equal(x, images)
+
+
 def test_works_under_no_grad_and_refuses_inference_mode(cnn, images):
     with torch.no_grad():
         assert dl.attribute(cnn, images, 1).abs().sum() > 0

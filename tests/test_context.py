@@ -60,6 +60,15 @@ def test_inplace_spellings_stay_in_place(call):
     torch.testing.assert_close(x.grad, torch.ones(20))  # deconvnet: p · [p > 0] with p = 1
 
 
+def test_an_inplace_relu_on_a_leaf_is_refused_before_it_writes():
+    x = torch.randn(5, requires_grad=True)
+    before = x.detach().clone()
+    with pytest.raises(dl.context.InPlaceOnLeafError, match="leaf tensor that requires grad"):
+        with dl.backward_rule("deconvnet"):
+            x.relu_()
+    assert torch.equal(x.detach(), before)
+
+
 def test_nothing_is_patched():
     originals = (torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, torch.Tensor.relu_)
     with dl.backward_rule("deconvnet"):
