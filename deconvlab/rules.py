@@ -56,26 +56,34 @@ __all__ = [
 ]
 
 
-def gated(p: Tensor, by: Tensor) -> Tensor:
-    """The gate ``p · [by > 0]``, in one fused kernel (autograd's own ReLU backward)."""
-    if by is p:
-        return p.clamp(min=0)
-    return torch.ops.aten.threshold_backward(p, by, 0)
+def gated(p: Tensor, *by: Tensor) -> Tensor:
+    """``p · [b > 0]`` for every ``b`` in ``by``, fused: no boolean mask is materialised.
+
+    A gate on another tensor is autograd's own ReLU backward (``threshold_backward``);
+    the gate on ``p`` itself is a clamp, applied in place to the fresh result.
+    """
+    out = p
+    for gate in by:
+        if gate is not p:
+            out = torch.ops.aten.threshold_backward(out, gate, 0)
+    if any(gate is p for gate in by):
+        out = p.clamp(min=0) if out is p else out.clamp_(min=0)
+    return out
 
 
 def gradient(x: Tensor, p: Tensor) -> Tensor:
     """Vanilla gradient [GRAD]: ``ReLU*(x, p) = p · [x > 0]``."""
-    return gated(p, by=x)
+    return gated(p, x)
 
 
 def deconvnet(x: Tensor, p: Tensor) -> Tensor:
     """DeConvNet [DECONV]: ``ReLU*(x, p) = p · [p > 0]``; ``x`` is ignored."""
-    return gated(p, by=p)
+    return gated(p, p)
 
 
 def guided_backprop(x: Tensor, p: Tensor) -> Tensor:
     """Guided backpropagation [GBP]: ``ReLU*(x, p) = p · [x > 0] · [p > 0]``."""
-    return gated(gated(p, by=p), by=x)
+    return gated(p, x, p)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,18 @@ def test_rules_are_elementwise_over_tensors():
     torch.testing.assert_close(guided_backprop(x, p), torch.where(x > 0, p.clamp(min=0), 0.0))
 
 
+def test_fused_gates_equal_the_multiplied_brackets_bit_for_bit():
+    x, p = torch.randn(4, 8, 9, 9), torch.randn(4, 8, 9, 9)
+    x[0, 0, 0] = 0.0
+    p[0, 0, 1] = 0.0
+    assert torch.equal(gradient(x, p), p * (x > 0))
+    assert torch.equal(deconvnet(x, p), p * (p > 0))
+    assert torch.equal(guided_backprop(x, p), p * (x > 0) * (p > 0))
+    p_before = p.clone()
+    guided_backprop(x, p)
+    assert torch.equal(p, p_before)  # the in-place clamp never touches the incoming signal
+
+
 def test_gradient_rule_is_autograds_relu_derivative():
     x = torch.tensor([-1.0, 0.0, 2.0], requires_grad=True)
     p = torch.tensor([5.0, 5.0, 5.0])
