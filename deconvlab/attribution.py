@@ -23,6 +23,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Union, overload
 
 import numpy as np
@@ -30,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import Target, check_batch, check_input, check_model, find_layer, seed_from_target
-from .context import InPlaceOnLeafError, backward_rule
+from .context import InPlaceOnLeafError, active_rule, backward_rule
 from .model_state import evaluating, removing
 from .relu import RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
@@ -117,7 +118,9 @@ def run_model(model: nn.Module, leaf: Tensor, probe: _LayerProbe | None = None) 
     """``model(leaf)``; a model that ReLUs its input in place gets a copy (the caller's data is shared)."""
     try:
         return model(leaf)
-    except InPlaceOnLeafError:
+    except RuntimeError as error:  # ours, or autograd's own check (it runs before the write)
+        if not isinstance(error, InPlaceOnLeafError) and "leaf Variable that requires grad" not in str(error):
+            raise
         if probe is not None:
             probe.reset()  # the aborted pass may have reached the layer
         return model(leaf.clone())
@@ -127,16 +130,23 @@ def _module_names(model: nn.Module) -> dict[int, str]:
     return {id(module): name for name, module in model.named_modules()}
 
 
-def _rule_context(model: nn.Module, rules: dict[str, Rule]) -> backward_rule:
-    """One context whose slot can switch between ``rules`` after the forward pass."""
+def _rule_context(model: nn.Module, rules: dict[str, Rule]) -> tuple[AbstractContextManager, RuleSlot]:
+    """A context routing the ReLUs to one slot that can switch between ``rules``, and the slot.
+
+    The gradient alone is plain autograd: with no other rule active in this thread
+    there is nothing to route, so the model runs untouched.
+    """
     first = next(iter(rules.values()))
-    context = backward_rule(first, module_names=_module_names(model))
-    context.slot = RuleSlot(first, sign_only=all(rule.sign_only for rule in rules.values()))
+    slot = RuleSlot(first, sign_only=all(rule.sign_only for rule in rules.values()))
     modified = [rule.name for rule in rules.values() if rule is not GRADIENT]
+    if not modified and active_rule() is None:
+        return nullcontext(), slot
+    context = backward_rule(first, module_names=_module_names(model))
+    context.slot = slot
     context.only_gradient = not modified
     if len(rules) > 1 and modified:
         context.rules_text = "the rules " + ", ".join(repr(name) for name in modified)
-    return context
+    return context, slot
 
 
 def _backward_each(
@@ -212,13 +222,13 @@ def attribute(
         if layer is not None:
             probe = _LayerProbe(*find_layer(model, layer), stop=False)
             handles.append(probe.handle)
-        context = _rule_context(model, rules)
+        context, slot = _rule_context(model, rules)
         with context:
             output = run_model(model, leaf, probe)
         check_batch(output, x)
         seed = seed_from_target(output, target)
         wrt = probe.target() if probe is not None else leaf
-        signals = _backward_each(context.slot, rules, output, seed, wrt)
+        signals = _backward_each(slot, rules, output, seed, wrt)
     return signals[next(iter(signals))] if single else signals
 
 
@@ -290,7 +300,7 @@ def project(
     with evaluating(model), removing([]) as handles, torch.enable_grad():
         probe = _LayerProbe(*find_layer(model, layer), stop=True)
         handles.append(probe.handle)
-        context = _rule_context(model, rules)
+        context, slot = _rule_context(model, rules)
         with context:
             try:
                 run_model(model, leaf, probe)
@@ -299,5 +309,5 @@ def project(
         probe.target()
         activation = probe.output
         seed = _unit_seed(activation, channel, position)
-        signals = _backward_each(context.slot, rules, activation, seed, leaf)
+        signals = _backward_each(slot, rules, activation, seed, leaf)
     return signals[next(iter(signals))] if single else signals

@@ -150,6 +150,8 @@ class _ReLUInterceptor(TorchFunctionMode):
         if inplace_flag is not None:
             entry.relus += 1
             x = args[0]
+            if entry.owner.only_gradient:  # the gradient rule is autograd's own ReLU backward
+                return func(*args, **kwargs)
             if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
                 inplace = inplace_flag(args, kwargs)
                 if inplace and _is_leaf_requiring_grad(x):

@@ -70,6 +70,18 @@ def test_a_list_of_rules_uses_one_forward_pass_and_equals_separate_calls(cnn, im
         torch.testing.assert_close(together[rule], dl.attribute(cnn, images, 2, rule=rule))
 
 
+def test_the_gradient_inside_another_rules_context_is_still_the_gradient(cnn, images):
+    plain = images.clone().requires_grad_(True)
+    cnn(plain)[:, 2].sum().backward()
+    with dl.backward_rule("deconvnet"):  # attribute's own rule wins over the caller's
+        torch.testing.assert_close(dl.attribute(cnn, images, 2, rule="gradient"), plain.grad)
+        torch.testing.assert_close(dl.attribute(cnn, images, 2, rule=["gradient"])["gradient"], plain.grad)
+    with dl.backward_rule("gradient"):  # and the gradient context leaves ReLUs native
+        x = images.clone().requires_grad_(True)
+        cnn(x * 1)[:, 2].sum().backward()
+    torch.testing.assert_close(x.grad, plain.grad)
+
+
 def test_dict_keys_are_the_names_the_caller_used(cnn, images):
     assert list(dl.attribute(cnn, images, 2, rule=["guided", dl.get_rule("deconvnet")])) == ["guided", "deconvnet"]
     with pytest.raises(ValueError, match="listed twice"):
