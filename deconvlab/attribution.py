@@ -36,7 +36,7 @@ from .model_state import evaluating, removing
 from .relu import RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
 
-__all__ = ["attribute", "project"]
+__all__ = ["Recording", "attribute", "project", "record"]
 
 RuleArg = Union[RuleLike, Sequence[RuleLike]]
 Position = Union[None, str, tuple[int, int]]
@@ -136,37 +136,67 @@ def _rule_context(model: nn.Module, rules: dict[str, Rule]) -> tuple[AbstractCon
     The gradient alone is plain autograd: with no other rule active in this thread
     there is nothing to route, so the model runs untouched.
     """
-    first = next(iter(rules.values()))
-    slot = RuleSlot(first, sign_only=all(rule.sign_only for rule in rules.values()))
-    modified = [rule.name for rule in rules.values() if rule is not GRADIENT]
-    if not modified and active_rule() is None:
+    slot = RuleSlot(*rules.values())
+    if all(rule is GRADIENT for rule in slot.rules) and active_rule() is None:
         return nullcontext(), slot
-    context = backward_rule(first, module_names=_module_names(model))
-    context.slot = slot
-    context.only_gradient = not modified
-    if len(rules) > 1 and modified:
-        context.rules_text = "the rules " + ", ".join(repr(name) for name in modified)
-    return context, slot
+    return backward_rule(slot, module_names=_module_names(model)), slot
 
 
-def _backward_each(
-    slot: RuleSlot, rules: dict[str, Rule], output: Tensor, seed: Tensor, wrt: object
-) -> dict[str, Tensor]:
-    """One backward pass per rule through the same recorded graph."""
-    signals = {}
-    last = len(rules) - 1
-    for index, (key, rule) in enumerate(rules.items()):
-        slot.rule = rule
+class Recording:
+    """One recorded forward pass, ready for a backward pass under any of its rules.
+
+    Made by :func:`record` (and used by :func:`attribute` and :func:`project`): the
+    graph is recorded once; :meth:`signal` switches the rule and repeats only the
+    backward pass. A slider that changes a rule's parameter can call it again and again.
+    """
+
+    def __init__(self, slot: RuleSlot, rules: dict[str, Rule], output: Tensor, seed: Tensor, wrt: object):
+        self.slot, self.rules = slot, rules
+        self.output, self.seed, self.wrt = output, seed, wrt
+
+    def signal(self, key: str, keep_graph: bool = True) -> Tensor:
+        """The signal of the rule listed as ``key``; ``keep_graph=False`` frees the graph after it."""
+        self.slot.rule = self.rules[key]
         try:
-            (signal,) = torch.autograd.grad(output, wrt, seed, retain_graph=index < last)
+            (signal,) = torch.autograd.grad(self.output, self.wrt, self.seed, retain_graph=keep_graph)
         except RuntimeError as error:
             if "not have been used in the graph" in str(error):
                 raise RuntimeError(
                     "the chosen layer (or input) does not influence the model's output"
                 ) from error
             raise
-        signals[key] = signal.detach()
-    return signals
+        return signal.detach()
+
+    def signals(self) -> dict[str, Tensor]:
+        """Every rule's signal, in the caller's order; the graph is freed after the last."""
+        keys = list(self.rules)
+        return {key: self.signal(key, keep_graph=key != keys[-1]) for key in keys}
+
+
+def record(
+    model: nn.Module,
+    x: Tensor,
+    target: Target,
+    rule: RuleArg = "guided_backprop",
+    layer: str | nn.Module | None = None,
+) -> Recording:
+    """Run the forward pass of :func:`attribute` once and keep its graph (same arguments)."""
+    rules, _ = _resolve_rules(rule)
+    check_model(model)
+    check_input(x)
+    leaf = _input_leaf(x)
+    with evaluating(model), removing([]) as handles, torch.enable_grad():
+        probe = None
+        if layer is not None:
+            probe = _LayerProbe(*find_layer(model, layer), stop=False)
+            handles.append(probe.handle)
+        context, slot = _rule_context(model, rules)
+        with context:
+            output = run_model(model, leaf, probe)
+        check_batch(output, x)
+        seed = seed_from_target(output, target)
+        wrt = probe.target() if probe is not None else leaf
+    return Recording(slot, rules, output, seed, wrt)
 
 
 @overload
@@ -213,23 +243,8 @@ def attribute(
     --------
     >>> maps = dl.attribute(model, x, 3, rule=["gradient", "deconvnet", "guided_backprop"])  # doctest: +SKIP
     """
-    rules, single = _resolve_rules(rule)
-    check_model(model)
-    check_input(x)
-    leaf = _input_leaf(x)
-    with evaluating(model), removing([]) as handles, torch.enable_grad():
-        probe = None
-        if layer is not None:
-            probe = _LayerProbe(*find_layer(model, layer), stop=False)
-            handles.append(probe.handle)
-        context, slot = _rule_context(model, rules)
-        with context:
-            output = run_model(model, leaf, probe)
-        check_batch(output, x)
-        seed = seed_from_target(output, target)
-        wrt = probe.target() if probe is not None else leaf
-        signals = _backward_each(slot, rules, output, seed, wrt)
-    return signals[next(iter(signals))] if single else signals
+    signals = record(model, x, target, rule, layer).signals()
+    return signals[next(iter(signals))] if isinstance(rule, (str, Rule)) else signals
 
 
 def _unit_seed(activation: Tensor, channel: int, position: Position) -> Tensor:
@@ -309,5 +324,5 @@ def project(
         probe.target()
         activation = probe.output
         seed = _unit_seed(activation, channel, position)
-        signals = _backward_each(slot, rules, activation, seed, leaf)
+    signals = Recording(slot, rules, activation, seed, leaf).signals()
     return signals[next(iter(signals))] if single else signals

@@ -206,9 +206,11 @@ class backward_rule:
 
     Parameters
     ----------
-    rule : str or Rule
+    rule : str, Rule or RuleSlot
         ``"gradient"``, ``"deconvnet"``, ``"guided_backprop"`` (alias ``"guided"``),
-        a name given to :func:`~deconvlab.register_rule`, or a :class:`~deconvlab.Rule`.
+        a name given to :func:`~deconvlab.register_rule`, or a :class:`~deconvlab.Rule`;
+        or a :class:`~deconvlab.relu.RuleSlot`, whose rule may be switched between
+        backward passes (how :func:`~deconvlab.attribute` serves several rules).
     warn : bool, optional
         Warn on exit about non-ReLU activations and about a block with no ReLU.
     module_names : mapping, optional
@@ -223,14 +225,18 @@ class backward_rule:
 
     def __init__(
         self,
-        rule: RuleLike,
+        rule: RuleLike | RuleSlot,
         *,
         warn: bool = True,
         module_names: Mapping[int, str] | None = None,
     ) -> None:
-        self.slot = RuleSlot(get_rule(rule))
-        self.only_gradient = self.slot.rule is GRADIENT  # nothing to warn about then
-        self.rules_text = f"the {self.slot.rule.name!r} rule"  # what the warnings call it
+        self.slot = rule if isinstance(rule, RuleSlot) else RuleSlot(get_rule(rule))
+        modified = [candidate.name for candidate in self.slot.rules if candidate is not GRADIENT]
+        self.only_gradient = not modified  # the ReLUs keep autograd's backward; nothing to warn about
+        if len(self.slot.rules) > 1:
+            self.rules_text = "the rules " + ", ".join(repr(name) for name in modified)
+        else:  # what the warnings call it
+            self.rules_text = f"the {self.slot.rule.name!r} rule"
         self.warn = warn
         self.module_names = module_names
         self._lock = threading.Lock()

@@ -22,14 +22,15 @@ __all__ = ["DeConvNetReLU", "GuidedBackpropReLU", "RuleReLU", "RuleSlot", "relu_
 
 
 class RuleSlot:
-    """Holds the rule that the ReLUs recorded under it use in their backward pass."""
+    """The rules that the ReLUs recorded under it may use, and the one they use now (``rule``)."""
 
-    __slots__ = ("rule", "sign_only")
+    __slots__ = ("rule", "rules", "sign_only")
 
-    def __init__(self, rule: Rule, sign_only: bool | None = None) -> None:
-        self.rule = rule
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = rules
+        self.rule = rules[0]
         # Fixed at creation: decides what the forward pass saves for the backward pass.
-        self.sign_only = rule.sign_only if sign_only is None else sign_only
+        self.sign_only = all(rule.sign_only for rule in rules)
 
 
 def _check_rule_output(rule: Rule, result: object, p: Tensor) -> Tensor:

@@ -21,10 +21,8 @@ import ipywidgets as widgets
 import torch
 from torch import Tensor, nn
 
-from ..attribution import attribute
-from ..checks import Target, check_input, check_model, seed_from_target
-from ..context import backward_rule
-from ..model_state import evaluating
+from ..attribution import record
+from ..checks import Target, check_input
 from ..rules import Rule
 from ..viz import as_image, png_bytes, signed_image
 from ._base import Explorer, one_thread
@@ -107,20 +105,17 @@ class CustomRuleExplorer(Explorer):
         scale: int = 3,
         imagenet: bool = False,
     ) -> None:
-        check_model(model)
         check_input(x)
         if x.shape[0] != 1:
             raise ValueError(
                 f"CustomRuleExplorer shows one input; got a batch of {x.shape[0]}, index it first"
             )
         self.parameter, self.name, self.equation = parameter, name, equation
-        self.builtin_maps = attribute(model, x, target, rule=list(builtins))
         self._family = ParameterisedRule(backward, value)
         self.rule = Rule(name, self._family)
-        self._leaf = x.detach().clone().requires_grad_(True)
-        with evaluating(model), torch.enable_grad(), backward_rule(self.rule):
-            self._output = model(self._leaf)
-        self._seed = seed_from_target(self._output, target)
+        # One forward pass serves the built-in rules and every value of the user's parameter.
+        self._recording = record(model, x, target, rule=[*builtins, self.rule])
+        self.builtin_maps = {rule: self._recording.signal(rule) for rule in builtins}
         self.signal = torch.zeros_like(x)
         self._image = widgets.Image(format="png", value=png_bytes(as_image(x[0], imagenet), scale))
         self._picture = widgets.Image(format="png")
@@ -146,8 +141,7 @@ class CustomRuleExplorer(Explorer):
         """The user rule's signal for parameter ``value`` (one backward pass, no forward pass)."""
         self._family.value = value
         with one_thread():
-            (signal,) = torch.autograd.grad(self._output, self._leaf, self._seed, retain_graph=True)
-        return signal.detach()
+            return self._recording.signal(self.name)
 
     def redraw(self, changed: widgets.Widget | None) -> None:
         value = float(self.controls[self.parameter].value)
