@@ -13,12 +13,20 @@ guided_backprop      ``p · [x > 0] · [p > 0]``
 >>> with dl.backward_rule("deconvnet"):        # doctest: +SKIP
 ...     model(x.requires_grad_())[0, c].backward()
 
-Layout: :mod:`~deconvlab.rules` (the equation), :mod:`~deconvlab.relu` (the
-autograd function), :mod:`~deconvlab.context` (the context manager),
-:mod:`~deconvlab.attribution` (attribute, project),
-:mod:`~deconvlab.torchray_compat` (TorchRay's API), and the lazily imported
-:mod:`~deconvlab.models`, :mod:`~deconvlab.data`, :mod:`~deconvlab.viz`,
-:mod:`~deconvlab.widgets` and :mod:`~deconvlab.cli`.
+The layout shows the architecture, each layer using only those before it:
+
+* core: :mod:`~deconvlab.rules` (the equation), :mod:`~deconvlab.relu` (the autograd
+  function), :mod:`~deconvlab.context` (the context manager), :mod:`~deconvlab.recording`
+  (the one forward pipeline), :mod:`~deconvlab.attribution` (attribute, project);
+* measurement: :mod:`~deconvlab.metrics` (pure functions on maps, masks and images);
+* experiments: :mod:`~deconvlab.sanity` (the published sanity checks),
+  :mod:`~deconvlab.zeiler_fergus`, :mod:`~deconvlab.toynets`;
+* teaching material: :mod:`~deconvlab.models`, :mod:`~deconvlab.data`, :mod:`~deconvlab.train`;
+* presentation: :mod:`~deconvlab.viz`, :mod:`~deconvlab.widgets`, :mod:`~deconvlab.cli`;
+* TorchRay's API under its own module paths: :mod:`~deconvlab.torchray`.
+
+The submodules past the core are imported when first used (matplotlib, ipywidgets and
+scikit-image load only then); ``dir(deconvlab)`` and tab completion list them all.
 """
 
 from __future__ import annotations
@@ -26,60 +34,46 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .attribution import attribute, project
+from .attribution import attribute, project, record
 from .context import NoReLUWarning, UnsupportedActivationWarning, active_rule, backward_rule
-from .relu import DeConvNetReLU, GuidedBackpropReLU, RuleReLU, relu_with_rule
-from .rules import Rule, get_rule, register_rule, rule_names
-from .torchray_compat import (
-    DeConvNetContext,
-    GuidedBackpropContext,
-    NullContext,
-    deconvnet,
-    get_backward_gradient,
-    get_example_data,
-    gradient,
-    gradient_to_saliency,
-    guided_backprop,
-    plot_example,
-    saliency,
-)
+from .rules import BUILTIN_RULES, Rule, get_rule, register_rule, rule_names
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "DeConvNetContext",
-    "DeConvNetReLU",
-    "GuidedBackpropContext",
-    "GuidedBackpropReLU",
+    "BUILTIN_RULES",
     "NoReLUWarning",
-    "NullContext",
     "Rule",
-    "RuleReLU",
     "UnsupportedActivationWarning",
     "__version__",
     "active_rule",
     "attribute",
     "backward_rule",
-    "deconvnet",
-    "get_backward_gradient",
-    "get_example_data",
     "get_rule",
-    "gradient",
-    "gradient_to_saliency",
-    "guided_backprop",
-    "plot_example",
     "project",
+    "record",
     "register_rule",
-    "relu_with_rule",
     "rule_names",
-    "saliency",
 ]
 
-_SUBMODULES = ("models", "data", "viz", "widgets", "sanity", "toynets", "zeiler_fergus", "cli", "train")
+#: Submodules imported on first use, by layer.
+SUBMODULES = (
+    "rules", "relu", "context", "recording", "checks", "model_state", "attribution",
+    "metrics",
+    "sanity", "zeiler_fergus", "toynets",
+    "models", "data", "train",
+    "viz", "widgets", "cli",
+    "torchray",
+)
 
 
 def __getattr__(name: str) -> Any:
     """Import the heavier submodules (matplotlib, ipywidgets) only when first used."""
-    if name in _SUBMODULES:
+    if name in SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'deconvlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names and every submodule, for ``dir()`` and tab completion."""
+    return sorted({*__all__, *SUBMODULES})

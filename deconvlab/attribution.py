@@ -2,17 +2,19 @@ r"""Attribution: a model, an input and a target in, a signal out.
 
 :func:`attribute` seeds the backward pass at the target's output unit(s) and
 returns the signal that reaches the input (or a chosen layer) under a backward
-rule (:mod:`deconvlab.rules`). With a list of rules the forward pass runs once
-and only the backward pass is repeated, switching the rule in between.
+rule (:mod:`deconvlab.rules`). ``rule=`` gives one Tensor; ``rules=[...]`` gives a
+dict keyed by the rules' canonical names, from ONE forward pass: only the backward
+pass is repeated, switching the rule in between.
 
 :func:`project` is Zeiler and Fergus' view [DECONV]: it seeds the backward pass
 at one unit, at the strongest unit of a channel, or at a whole channel of an
 intermediate layer, with every other activation set to zero, and returns what
 reaches the pixels.
 
-Both leave the model as they found it: eval mode during the call and each
-module's own mode restored afterwards, no parameter gradients accumulated, no
-hooks left behind, the caller's tensor untouched; also when they fail.
+Both run on the one forward pipeline of :mod:`deconvlab.recording` and leave the
+model as they found it: eval mode during the call and each module's own mode
+restored afterwards, no parameter gradients accumulated, no hooks left behind, the
+caller's tensor untouched; also when they fail.
 
 References
 ----------
@@ -30,100 +32,46 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checks import Target, check_batch, check_input, check_model, find_layer, seed_from_target
-from .context import InPlaceOnLeafError, active_rule, backward_rule
-from .model_state import evaluating, removing
+from .checks import Target, check_batch, seed_from_target
+from .context import active_rule, backward_rule
+from .recording import Recording, recording
 from .relu import RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
 
 __all__ = ["Recording", "attribute", "project", "record"]
 
-RuleArg = Union[RuleLike, Sequence[RuleLike]]
 Position = Union[None, str, tuple[int, int]]
-
-_get_gradient_edge = getattr(torch.autograd.graph, "get_gradient_edge", None)
-
-
-class _StopForward(Exception):
-    """Raised by a probe to end a forward pass once the layer of interest has run."""
+Layer = Union[str, nn.Module, None]
 
 
-def _resolve_rules(rule: RuleArg) -> tuple[dict[str, Rule], bool]:
-    """``{key: Rule}`` in the caller's order, and whether a single rule was asked for."""
-    if isinstance(rule, (str, Rule)):
-        resolved = get_rule(rule)
-        return {resolved.name: resolved}, True
-    rules: dict[str, Rule] = {}
-    for item in rule:
-        key = item if isinstance(item, str) else get_rule(item).name
-        if key in rules:
-            raise ValueError(f"rule {key!r} is listed twice")
-        rules[key] = get_rule(item)
-    if not rules:
-        raise ValueError("rule is an empty list; give at least one rule")
-    return rules, False
+def select_rules(
+    rule: RuleLike | None, rules: Sequence[RuleLike] | None, default: str
+) -> tuple[dict[str, Rule], bool]:
+    """``{canonical name: Rule}`` in the caller's order, and whether one rule (``rule=``) was asked for.
 
-
-class _LayerProbe:
-    """Forward hook that records a layer's output (and may stop the forward pass there)."""
-
-    def __init__(self, name: str, module: nn.Module, stop: bool) -> None:
-        self.name, self.stop = name, stop
-        self.reset()
-        self.handle = module.register_forward_hook(self)
-
-    def reset(self) -> None:
-        self.calls = 0
-        self.output: Tensor | None = None
-        self.edge = None
-
-    def __call__(self, module: nn.Module, args: object, output: object) -> None:
-        self.calls += 1
-        if not isinstance(output, Tensor):
+    ``rule=`` takes one rule; ``rules=`` a list of them (the call then returns a dict).
+    """
+    if rules is None:
+        if rule is not None and not isinstance(rule, (str, Rule)):
             raise TypeError(
-                f"layer {self.name!r} returns {type(output).__name__}, not a tensor; "
-                "choose a layer whose output is a single tensor"
+                f"rule= takes one rule (a name or a deconvlab.Rule), got {type(rule).__name__}; "
+                "for several rules pass rules=[...], which returns a dict"
             )
-        self.output = output
-        if output.requires_grad and _get_gradient_edge is not None:
-            # The gradient w.r.t. this very value, even if a later in-place op overwrites it.
-            self.edge = _get_gradient_edge(output)
-        if self.stop:
-            raise _StopForward
-
-    def target(self) -> object:
-        """What to differentiate with respect to."""
-        if self.calls == 0:
-            raise RuntimeError(f"layer {self.name!r} did not run during the forward pass")
-        if self.calls > 1:
-            raise RuntimeError(
-                f"layer {self.name!r} ran {self.calls} times in one forward pass, so its output "
-                "is ambiguous; choose a module that runs once"
-            )
-        return self.edge if self.edge is not None else self.output
-
-
-def _input_leaf(x: Tensor) -> Tensor:
-    """A fresh leaf that shares ``x``'s data; :func:`run_model` keeps in-place ops off it."""
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            "attribution needs autograd, which torch.inference_mode() disables; "
-            "call it outside the inference_mode block"
-        )
-    leaf = x.clone() if x.is_inference() else x.detach()
-    return leaf.requires_grad_(True)
-
-
-def run_model(model: nn.Module, leaf: Tensor, probe: _LayerProbe | None = None) -> Tensor:
-    """``model(leaf)``; a model that ReLUs its input in place gets a copy (the caller's data is shared)."""
-    try:
-        return model(leaf)
-    except RuntimeError as error:  # ours, or autograd's own check (it runs before the write)
-        if not isinstance(error, InPlaceOnLeafError) and "leaf Variable that requires grad" not in str(error):
-            raise
-        if probe is not None:
-            probe.reset()  # the aborted pass may have reached the layer
-        return model(leaf.clone())
+        single = get_rule(default if rule is None else rule)
+        return {single.name: single}, True
+    if rule is not None:
+        raise TypeError("give either rule= (one rule, returns a Tensor) or rules= (a list, returns a dict)")
+    if isinstance(rules, (str, Rule)):
+        raise TypeError(f"rules= takes a list of rules, got {rules!r}; for one rule pass rule={rules!r}")
+    selected: dict[str, Rule] = {}
+    for item in rules:
+        resolved = get_rule(item)
+        if resolved.name in selected:
+            raise ValueError(f"rule {resolved.name!r} is listed twice in rules={list(rules)!r}")
+        selected[resolved.name] = resolved
+    if not selected:
+        raise ValueError("rules= is an empty list; give at least one rule")
+    return selected, False
 
 
 def _module_names(model: nn.Module) -> dict[int, str]:
@@ -142,70 +90,38 @@ def _rule_context(model: nn.Module, rules: dict[str, Rule]) -> tuple[AbstractCon
     return backward_rule(slot, module_names=_module_names(model)), slot
 
 
-class Recording:
-    """One recorded forward pass, ready for a backward pass under any of its rules.
-
-    Made by :func:`record` (and used by :func:`attribute` and :func:`project`): the
-    graph is recorded once; :meth:`signal` switches the rule and repeats only the
-    backward pass. A slider that changes a rule's parameter can call it again and again.
-    """
-
-    def __init__(self, slot: RuleSlot, rules: dict[str, Rule], output: Tensor, seed: Tensor, wrt: object):
-        self.slot, self.rules = slot, rules
-        self.output, self.seed, self.wrt = output, seed, wrt
-
-    def signal(self, key: str, keep_graph: bool = True) -> Tensor:
-        """The signal of the rule listed as ``key``; ``keep_graph=False`` frees the graph after it."""
-        self.slot.rule = self.rules[key]
-        try:
-            (signal,) = torch.autograd.grad(self.output, self.wrt, self.seed, retain_graph=keep_graph)
-        except RuntimeError as error:
-            if "not have been used in the graph" in str(error):
-                raise RuntimeError(
-                    "the chosen layer (or input) does not influence the model's output"
-                ) from error
-            raise
-        return signal.detach()
-
-    def signals(self) -> dict[str, Tensor]:
-        """Every rule's signal, in the caller's order; the graph is freed after the last."""
-        keys = list(self.rules)
-        return {key: self.signal(key, keep_graph=key != keys[-1]) for key in keys}
-
-
 def record(
     model: nn.Module,
     x: Tensor,
     target: Target,
-    rule: RuleArg = "guided_backprop",
-    layer: str | nn.Module | None = None,
+    rule: RuleLike | None = None,
+    layer: Layer = None,
+    *,
+    rules: Sequence[RuleLike] | None = None,
 ) -> Recording:
-    """Run the forward pass of :func:`attribute` once and keep its graph (same arguments)."""
-    rules, _ = _resolve_rules(rule)
-    check_model(model)
-    check_input(x)
-    leaf = _input_leaf(x)
-    with evaluating(model), removing([]) as handles, torch.enable_grad():
-        probe = None
-        if layer is not None:
-            probe = _LayerProbe(*find_layer(model, layer), stop=False)
-            handles.append(probe.handle)
-        context, slot = _rule_context(model, rules)
-        with context:
-            output = run_model(model, leaf, probe)
-        check_batch(output, x)
-        seed = seed_from_target(output, target)
-        wrt = probe.target() if probe is not None else leaf
-    return Recording(slot, rules, output, seed, wrt)
+    """Run the forward pass of :func:`attribute` once and keep its graph (same arguments).
+
+    Returns a :class:`~deconvlab.recording.Recording`: ``.signal(name)`` runs one backward
+    pass under that rule, ``.signals()`` all of them.
+    """
+    selected, _ = select_rules(rule, rules, default="guided_backprop")
+    context, slot = _rule_context(model, selected)
+    with recording(model, x, context, layer) as forward:
+        assert forward.output is not None
+        check_batch(forward.output, x)
+        seed = seed_from_target(forward.output, target)
+        wrt = forward.layer.wrt() if forward.layer is not None else forward.leaf
+    return Recording(slot, selected, forward.output, seed, wrt)
 
 
 @overload
 def attribute(
-    model: nn.Module, x: Tensor, target: Target, rule: RuleLike = ..., layer: str | nn.Module | None = ...
+    model: nn.Module, x: Tensor, target: Target, rule: RuleLike | None = ..., layer: Layer = ...
 ) -> Tensor: ...
 @overload
 def attribute(
-    model: nn.Module, x: Tensor, target: Target, rule: Sequence[RuleLike], layer: str | nn.Module | None = ...
+    model: nn.Module, x: Tensor, target: Target, rule: None = ..., layer: Layer = ..., *,
+    rules: Sequence[RuleLike],
 ) -> dict[str, Tensor]: ...
 
 
@@ -213,8 +129,10 @@ def attribute(
     model: nn.Module,
     x: Tensor,
     target: Target,
-    rule: RuleArg = "guided_backprop",
-    layer: str | nn.Module | None = None,
+    rule: RuleLike | None = None,
+    layer: Layer = None,
+    *,
+    rules: Sequence[RuleLike] | None = None,
 ) -> Tensor | dict[str, Tensor]:
     """The signed signal of ``rule`` for ``target``, at the input or at ``layer``.
 
@@ -227,24 +145,29 @@ def attribute(
     target : int, sequence of int, or Tensor
         A class for the whole batch, one class per example, or a seed tensor
         shaped like the model's output (backpropagated as it is).
-    rule : str, Rule, or list of them
+    rule : str or Rule, default "guided_backprop"
         ``"gradient"``, ``"deconvnet"``, ``"guided_backprop"`` (``"guided"``) or a
-        registered rule. A list returns a dict from a single forward pass.
+        registered rule.
     layer : str or nn.Module, optional
         Return the signal at this layer's output (a module path such as
         ``"features.10"``, or the module) instead of at the input.
+    rules : list of str or Rule, optional
+        Several rules instead of ``rule``: one forward pass, a dict of signals.
 
     Returns
     -------
-    Tensor or dict of str to Tensor
-        Signed signal shaped like ``x`` (or like ``layer``'s output), detached.
+    Tensor, or dict of str to Tensor with ``rules=``
+        Signed signal shaped like ``x`` (or like ``layer``'s output), detached; with
+        ``rules=`` one per rule, keyed by the rules' canonical names.
 
     Examples
     --------
-    >>> maps = dl.attribute(model, x, 3, rule=["gradient", "deconvnet", "guided_backprop"])  # doctest: +SKIP
+    >>> signal = dl.attribute(model, x, 3, rule="deconvnet")                               # doctest: +SKIP
+    >>> maps = dl.attribute(model, x, 3, rules=["gradient", "deconvnet", "guided_backprop"])  # doctest: +SKIP
     """
-    signals = record(model, x, target, rule, layer).signals()
-    return signals[next(iter(signals))] if isinstance(rule, (str, Rule)) else signals
+    _, single = select_rules(rule, rules, default="guided_backprop")
+    signals = record(model, x, target, rule, layer, rules=rules).signals()
+    return next(iter(signals.values())) if single else signals
 
 
 def _unit_seed(activation: Tensor, channel: int, position: Position) -> Tensor:
@@ -277,13 +200,27 @@ def _unit_seed(activation: Tensor, channel: int, position: Position) -> Tensor:
     return seed
 
 
+@overload
+def project(
+    model: nn.Module, x: Tensor, layer: str | nn.Module, channel: int, position: Position = ...,
+    rule: RuleLike | None = ...,
+) -> Tensor: ...
+@overload
+def project(
+    model: nn.Module, x: Tensor, layer: str | nn.Module, channel: int, position: Position = ...,
+    rule: None = ..., *, rules: Sequence[RuleLike],
+) -> dict[str, Tensor]: ...
+
+
 def project(
     model: nn.Module,
     x: Tensor,
     layer: str | nn.Module,
     channel: int,
     position: Position = None,
-    rule: RuleArg = "deconvnet",
+    rule: RuleLike | None = None,
+    *,
+    rules: Sequence[RuleLike] | None = None,
 ) -> Tensor | dict[str, Tensor]:
     """Project activations of one channel of ``layer`` back to pixel space [DECONV].
 
@@ -299,30 +236,22 @@ def project(
         ``None``: the whole feature map; ``"max"``: its strongest unit in each
         example (Zeiler and Fergus' choice); ``(i, j)``: that unit. Every other
         activation is set to zero and the kept ones seed the backward pass.
-    rule : str, Rule, or list of them
-        Backward rule; ``"deconvnet"`` by default.
+    rule : str or Rule, default "deconvnet"
+        Backward rule.
+    rules : list of str or Rule, optional
+        Several rules instead of ``rule``: one forward pass, a dict of signals.
 
     Returns
     -------
-    Tensor or dict of str to Tensor
+    Tensor, or dict of str to Tensor with ``rules=``
         Signal shaped like ``x``. It is zero for an example whose chosen
         activations are all zero: there is nothing to project.
     """
-    rules, single = _resolve_rules(rule)
-    check_model(model)
-    check_input(x)
-    leaf = _input_leaf(x)
-    with evaluating(model), removing([]) as handles, torch.enable_grad():
-        probe = _LayerProbe(*find_layer(model, layer), stop=True)
-        handles.append(probe.handle)
-        context, slot = _rule_context(model, rules)
-        with context:
-            try:
-                run_model(model, leaf, probe)
-            except _StopForward:
-                pass
-        probe.target()
-        activation = probe.output
+    selected, single = select_rules(rule, rules, default="deconvnet")
+    context, slot = _rule_context(model, selected)
+    with recording(model, x, context, layer, stop_at_layer=True) as forward:
+        assert forward.layer is not None
+        activation = forward.layer.checked_output()
         seed = _unit_seed(activation, channel, position)
-    signals = Recording(slot, rules, activation, seed, leaf).signals()
-    return signals[next(iter(signals))] if single else signals
+    signals = Recording(slot, selected, activation, seed, forward.leaf).signals()
+    return next(iter(signals.values())) if single else signals

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["RULES", "CLIError", "main"]
+from .rules import BUILTIN_NAMES, get_rule
 
-#: Rules drawn by ``--rule all``.
-RULES = ("gradient", "deconvnet", "guided_backprop")
+__all__ = ["CLIError", "main"]
 
 
 class CLIError(Exception):
@@ -149,13 +148,16 @@ def _target(spec: str, categories: Sequence[str], logits: torch.Tensor) -> int:
 
 
 def _rules(spec: str) -> list[str]:
+    """The canonical names of ``--rule``: ``all`` (the built-in rules) or comma-separated names and aliases."""
     if spec == "all":
-        return list(RULES)
+        return list(BUILTIN_NAMES)
     names = [r.strip() for r in spec.split(",") if r.strip()]
-    for r in names:
-        if r not in RULES:
-            raise CLIError(f"unknown rule {r!r}; choose from all, {', '.join(RULES)}")
-    return names
+    if not names:
+        raise CLIError(f"--rule {spec!r} names no rule; give all, or names such as {', '.join(BUILTIN_NAMES)}")
+    try:
+        return list(dict.fromkeys(get_rule(name).name for name in names))
+    except (ValueError, TypeError) as err:
+        raise CLIError(f"{err} (or all)") from None
 
 
 def _check_layer(model: torch.nn.Module, layer: str | None) -> None:
@@ -183,9 +185,7 @@ def explain(args) -> str:
     with torch.no_grad():
         probs = model(x).softmax(1)[0]
     target = _target(args.target, categories, probs)
-    maps = attribute(model, x, target, rule=rules, layer=args.layer)
-    if isinstance(maps, torch.Tensor):
-        maps = {rules[0]: maps}
+    maps = attribute(model, x, target, rules=rules, layer=args.layer)
     kind = args.kind or ("heatmap" if args.layer else "signed")
     title = f"{categories[target]} ({probs[target]:.0%})"
     layer = f" at {args.layer}" if args.layer else ""

@@ -23,7 +23,6 @@ warns when no ReLU was evaluated at all.
 
 from __future__ import annotations
 
-import sys
 import threading
 import warnings
 from collections.abc import Mapping
@@ -32,7 +31,9 @@ from types import TracebackType
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from .relu import RuleReLU, RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
@@ -84,6 +85,8 @@ _OTHER_ACTIVATION_NAMES = {
     "softplus": "Softplus", "prelu": "PReLU", "rrelu": "RReLU", "rrelu_": "RReLU",
 }
 _OTHER_ACTIVATIONS: dict[object, str] = {}
+# F's built-in activations live in torch._C._nn (F.gelu is torch._C._nn.gelu; F.hardswish calls
+# torch._C._nn.hardswish); tests/test_pytorch_private_api.py fails loudly if that namespace goes.
 for _namespace in (F, torch, torch.Tensor, torch._C._nn):
     for _name, _label in _OTHER_ACTIVATION_NAMES.items():
         if hasattr(_namespace, _name):
@@ -101,32 +104,65 @@ class _Entry:
         self.module_names = owner.module_names
         self.ops = 0
         self.relus = 0
-        self.foreign: dict[str, None] = {}  # ordered set of "GELU at 'blocks.0.act'"
+        self.foreign: dict[str, None] = {}  # ordered set of "GELU in 'blocks.0.act' (GELU)"
 
 
 class _ThreadState(threading.local):
     def __init__(self) -> None:
-        self.stack: list[_Entry] = []
-        self.mode: _ReLUInterceptor | None = None
+        self.stack: list[_Entry] = []  # open entries, innermost last
+        self.mode: _ReLUInterceptor | None = None  # on PyTorch's mode stack while entries are open
+        self.modules: list[nn.Module] = []  # modules whose forward is running, innermost last
 
 
 _state = _ThreadState()
 
 
-def _innermost_module() -> nn.Module | None:
-    """The innermost ``nn.Module`` whose ``forward`` is on the call stack."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, nn.Module) and frame.f_code.co_name == "forward":
-            return owner
-        frame = frame.f_back
-    return None
+class _ModuleTracker:
+    """Knows which ``nn.Module`` runs, through PyTorch's public global forward hooks.
+
+    The hooks are process-wide, so they are registered only while some context that
+    may warn is open (counted under a lock); each thread keeps its own module stack.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._handles: list[RemovableHandle] = []
+
+    @staticmethod
+    def _enter(module: nn.Module, args: object) -> None:
+        _state.modules.append(module)
+
+    @staticmethod
+    def _leave(module: nn.Module, args: object, output: object) -> None:
+        modules = _state.modules
+        if modules and modules[-1] is module:
+            modules.pop()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._handles = [
+                    register_module_forward_pre_hook(self._enter),
+                    register_module_forward_hook(self._leave, always_call=True),
+                ]
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for handle in self._handles:
+                    handle.remove()
+                self._handles = []
+
+
+_modules = _ModuleTracker()
 
 
 def _describe_activation(label: str, module_names: Mapping[int, str] | None) -> str:
     """``"GELU in 'blocks.0.act' (GELU)"``: the activation and where it sits."""
-    module = _innermost_module()
+    module = _state.modules[-1] if _state.modules else None
     if module is None:
         return f"{label} in code outside any nn.Module"
     if type(module).__module__ == nn.modules.activation.__name__:
@@ -168,16 +204,23 @@ class _ReLUInterceptor(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _push(entry: _Entry) -> None:
-    if _state.mode is None:
-        mode = _ReLUInterceptor()
-        torch._C._push_on_torch_function_stack(mode)
-        _state.mode = mode
-    _state.stack.append(entry)
+def _function_modes() -> list[TorchFunctionMode]:
+    """This thread's torch function-mode stack, innermost last.
+
+    Private PyTorch API (``torch.overrides._get_current_function_mode_stack``): PyTorch has no
+    public way to look at the stack; ``tests/test_pytorch_private_api.py`` fails loudly if it goes.
+    """
+    return torch.overrides._get_current_function_mode_stack()
 
 
-def _remove_mode(mode: TorchFunctionMode) -> None:
-    """Take ``mode`` off PyTorch's function-mode stack, keeping any modes above it."""
+def _remove_mode_below_top(mode: TorchFunctionMode) -> None:
+    """Take ``mode`` off the function-mode stack while another mode sits above it.
+
+    Needed when a user's mode was entered inside our block and is still open: the public
+    ``TorchFunctionMode.__exit__`` pops the top, which would end the user's mode instead of
+    ours. PyTorch has no public call for this, so it uses the private push/pop of the stack
+    (checked by ``tests/test_pytorch_private_api.py``).
+    """
     above = []
     while torch._C._len_torch_function_stack() > 0:
         top = torch._C._pop_torch_function_stack()
@@ -188,12 +231,24 @@ def _remove_mode(mode: TorchFunctionMode) -> None:
         torch._C._push_on_torch_function_stack(other)
 
 
+def _push(entry: _Entry) -> None:
+    if _state.mode is None:
+        mode = _ReLUInterceptor()
+        mode.__enter__()  # public: pushes the mode on this thread's stack
+        _state.mode = mode
+    _state.stack.append(entry)
+
+
 def _pop(entry: _Entry) -> None:
     stack = _state.stack
     stack.remove(entry)  # not necessarily the top: contexts may exit out of order
     if not stack and _state.mode is not None:
         mode, _state.mode = _state.mode, None
-        _remove_mode(mode)
+        modes = _function_modes()
+        if modes and modes[-1] is mode:
+            mode.__exit__(None, None, None)  # public: pops the top, which is ours
+        else:
+            _remove_mode_below_top(mode)
 
 
 def active_rule() -> Rule | None:
@@ -238,6 +293,7 @@ class backward_rule:
         else:  # what the warnings call it
             self.rules_text = f"the {self.slot.rule.name!r} rule"
         self.warn = warn
+        self.tracks_modules = warn and not self.only_gradient  # to say where an activation sits
         self.module_names = module_names
         self._lock = threading.Lock()
         self._entries: dict[int, list[_Entry]] = {}  # thread id -> this object's open entries
@@ -256,6 +312,8 @@ class backward_rule:
             self._entries.setdefault(threading.get_ident(), []).append(entry)
         try:
             _push(entry)
+            if self.tracks_modules:
+                _modules.acquire()
         except BaseException:
             self._forget(entry)
             raise
@@ -274,6 +332,8 @@ class backward_rule:
             entry = open_entries[-1]
         self._forget(entry)
         _pop(entry)
+        if self.tracks_modules:
+            _modules.release()
         if exc_type is None and self.warn:
             _warn_about(entry)
 

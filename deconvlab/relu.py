@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .rules import DECONVNET, GUIDED_BACKPROP, Rule
+from .rules import Rule
 
-__all__ = ["DeConvNetReLU", "GuidedBackpropReLU", "RuleReLU", "RuleSlot", "relu_with_rule"]
+__all__ = ["RuleReLU", "RuleSlot", "relu_with_rule"]
 
 
 class RuleSlot:
@@ -70,38 +70,3 @@ def relu_with_rule(x: Tensor, rule: Rule | RuleSlot, inplace: bool = False) -> T
     """``relu(x)`` whose backward pass follows ``rule``."""
     slot = rule if isinstance(rule, RuleSlot) else RuleSlot(rule)
     return RuleReLU.apply(x, slot, inplace)
-
-
-class DeConvNetReLU(torch.autograd.Function):
-    r"""DeConvNet ReLU [DECONV]: forward ``relu(x)``; backward ``ReLU*(x, p) = p · [p > 0]``.
-
-    Same interface as TorchRay's ``DeConvNetReLU``: ``DeConvNetReLU.apply(x)``.
-    """
-
-    @staticmethod
-    def forward(ctx, input: Tensor) -> Tensor:
-        return torch.relu(input)
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:
-        return DECONVNET.backward(None, grad_output)
-
-
-class GuidedBackpropReLU(torch.autograd.Function):
-    r"""Guided-backprop ReLU [GBP]: backward ``ReLU*(x, p) = p · [x > 0] · [p > 0]``.
-
-    Same interface as TorchRay's ``GuidedBackpropReLU``: ``GuidedBackpropReLU.apply(x)``.
-    Unlike TorchRay's, which lets the signal through at ``x == 0``, the gate is
-    closed at ``x == 0`` as the equation (and autograd's ReLU) says.
-    """
-
-    @staticmethod
-    def forward(ctx, input: Tensor) -> Tensor:
-        out = torch.relu(input)
-        ctx.save_for_backward(out)  # [relu(x) > 0] == [x > 0]
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:
-        (out,) = ctx.saved_tensors
-        return GUIDED_BACKPROP.backward(out, grad_output)

@@ -17,19 +17,10 @@ backpropagates its plain gradient: a convolution's backward is the
 transposed convolution ("deconvolution") and max-pooling's backward is
 unpooling through the "switches".
 
-A rule is an elementwise function ``backward(x, p)``; :func:`register_rule`
+Each rule describes itself once, in its :class:`Rule`: name, label, equation and
+paper. Everything else (the CLI, widgets, figures, sanity checks, notebooks)
+reads them from :data:`BUILTIN_RULES` or :func:`get_rule`. :func:`register_rule`
 adds your own.
-
-References
-----------
-.. [GRAD] Simonyan, Vedaldi and Zisserman, *Deep Inside Convolutional
-   Networks: Visualising Image Classification Models and Saliency Maps*,
-   ICLR Workshop 2014, https://arxiv.org/abs/1312.6034.
-.. [DECONV] Zeiler and Fergus, *Visualizing and Understanding Convolutional
-   Networks*, ECCV 2014, https://doi.org/10.1007/978-3-319-10590-1_53.
-.. [GBP] Springenberg, Dosovitskiy, Brox and Riedmiller, *Striving for
-   Simplicity: The All Convolutional Net*, ICLR Workshop 2015,
-   https://arxiv.org/abs/1412.6806.
 """
 
 from __future__ import annotations
@@ -41,6 +32,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "BUILTIN_NAMES",
+    "BUILTIN_RULES",
     "DECONVNET",
     "GRADIENT",
     "GUIDED_BACKPROP",
@@ -55,12 +48,15 @@ __all__ = [
     "rule_names",
 ]
 
+Backward = Callable[[Tensor, Tensor], Tensor]
+
 
 def gated(p: Tensor, *by: Tensor) -> Tensor:
     """``p · [b > 0]`` for every ``b`` in ``by``, fused: no boolean mask is materialised.
 
     A gate on another tensor is autograd's own ReLU backward (``threshold_backward``);
     the gate on ``p`` itself is a clamp, applied in place to the fresh result.
+    Bit for bit the same as ``p * (b > 0)`` for each ``b``.
     """
     out = p
     for gate in by:
@@ -71,29 +67,14 @@ def gated(p: Tensor, *by: Tensor) -> Tensor:
     return out
 
 
-def gradient(x: Tensor, p: Tensor) -> Tensor:
-    """Vanilla gradient [GRAD]: ``ReLU*(x, p) = p · [x > 0]``."""
-    return gated(p, x)
-
-
-def deconvnet(x: Tensor, p: Tensor) -> Tensor:
-    """DeConvNet [DECONV]: ``ReLU*(x, p) = p · [p > 0]``; ``x`` is ignored."""
-    return gated(p, p)
-
-
-def guided_backprop(x: Tensor, p: Tensor) -> Tensor:
-    """Guided backpropagation [GBP]: ``ReLU*(x, p) = p · [x > 0] · [p > 0]``."""
-    return gated(p, x, p)
-
-
 @dataclass(frozen=True)
 class Rule:
-    """A backward rule for ReLU.
+    r"""A backward rule for ReLU, and everything that is said about it.
 
     Parameters
     ----------
     name : str
-        The name the rule is registered under.
+        The name the rule is registered and selected under, e.g. ``"guided_backprop"``.
     backward : callable
         Elementwise ``backward(x, p) -> Tensor`` with ``x`` the ReLU's forward
         input and ``p`` the signal from above; returns a tensor shaped like ``p``.
@@ -102,21 +83,87 @@ class Rule:
         may be given ``relu(x)`` in place of ``x`` (same sign pattern), which
         autograd keeps anyway, so it costs no extra memory and works with
         in-place ReLUs. User rules default to False: they get the true ``x``.
+    label : str
+        How figures and widgets name it (``"guided backprop"``); defaults to ``name``.
+    equation : str
+        :math:`\operatorname{ReLU}^*(x, p)` in plain text with ``·`` for products,
+        e.g. ``"p · [x > 0] · [p > 0]"``.
+    reference : str
+        The paper that introduced it.
     """
 
     name: str
-    backward: Callable[[Tensor, Tensor], Tensor]
+    backward: Backward
     sign_only: bool = False
+    label: str = ""
+    equation: str = ""
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+
+    @property
+    def latex(self) -> str:
+        """The equation as LaTeX maths, ``p \\cdot [x > 0]``."""
+        return self.equation.replace(" · ", r" \cdot ").replace("·", r" \cdot ")
+
+    def describe(self) -> str:
+        """One line: ``guided backprop: ReLU*(x, p) = p · [x > 0] · [p > 0] (Springenberg et al., ...)``."""
+        equation = f": ReLU*(x, p) = {self.equation}" if self.equation else ""
+        reference = f" ({self.reference})" if self.reference else ""
+        return f"{self.label}{equation}{reference}"
+
+    def __call__(self, x: Tensor, p: Tensor) -> Tensor:
+        """``ReLU*(x, p)``: the rule's backward."""
+        return self.backward(x, p)
 
     def __repr__(self) -> str:
         return f"Rule({self.name!r})"
 
 
-GRADIENT = Rule("gradient", gradient, sign_only=True)
-DECONVNET = Rule("deconvnet", deconvnet, sign_only=True)
-GUIDED_BACKPROP = Rule("guided_backprop", guided_backprop, sign_only=True)
+def builtin(name: str, label: str, equation: str, reference: str) -> Callable[[Backward], Rule]:
+    """Make the decorated ``backward(x, p)`` a sign-only :class:`Rule`, described once, here.
 
-_BUILTIN = {rule.name: rule for rule in (GRADIENT, DECONVNET, GUIDED_BACKPROP)}
+    The function's docstring is written from the description, so ``help()`` states
+    the equation and the paper.
+    """
+
+    def make(backward: Backward) -> Rule:
+        backward.__doc__ = f"{label} ({reference}): ``ReLU*(x, p) = {equation}``."
+        return Rule(name, backward, True, label, equation, reference)
+
+    return make
+
+
+SIMONYAN = "Simonyan, Vedaldi & Zisserman, ICLR Workshop 2014, https://arxiv.org/abs/1312.6034"
+ZEILER_FERGUS = "Zeiler & Fergus, ECCV 2014, https://doi.org/10.1007/978-3-319-10590-1_53"
+SPRINGENBERG = "Springenberg, Dosovitskiy, Brox & Riedmiller, ICLR Workshop 2015, https://arxiv.org/abs/1412.6806"
+
+
+@builtin("gradient", "gradient", "p · [x > 0]", SIMONYAN)
+def gradient(x: Tensor, p: Tensor) -> Tensor:
+    return gated(p, x)
+
+
+@builtin("deconvnet", "DeConvNet", "p · [p > 0]", ZEILER_FERGUS)
+def deconvnet(x: Tensor, p: Tensor) -> Tensor:
+    return gated(p, p)
+
+
+@builtin("guided_backprop", "guided backprop", "p · [x > 0] · [p > 0]", SPRINGENBERG)
+def guided_backprop(x: Tensor, p: Tensor) -> Tensor:
+    return gated(p, x, p)
+
+
+GRADIENT, DECONVNET, GUIDED_BACKPROP = gradient, deconvnet, guided_backprop
+
+#: The three classic rules, in the order every table, figure and widget lists them.
+BUILTIN_RULES: tuple[Rule, ...] = (gradient, deconvnet, guided_backprop)
+#: Their names: ``("gradient", "deconvnet", "guided_backprop")``.
+BUILTIN_NAMES: tuple[str, ...] = tuple(rule.name for rule in BUILTIN_RULES)
+
+_BUILTIN = {rule.name: rule for rule in BUILTIN_RULES}
 _ALIASES = {"guided": "guided_backprop", "vanilla": "gradient", "saliency": "gradient"}
 _REGISTRY: dict[str, Rule] = dict(_BUILTIN)
 
@@ -158,7 +205,13 @@ def get_rule(rule: RuleLike) -> Rule:
 
 
 def register_rule(
-    name: str, backward: Callable[[Tensor, Tensor], Tensor], *, sign_only: bool = False
+    name: str,
+    backward: Backward,
+    *,
+    sign_only: bool = False,
+    label: str = "",
+    equation: str = "",
+    reference: str = "",
 ) -> Rule:
     """Register a user-defined backward rule for ReLU.
 
@@ -173,6 +226,8 @@ def register_rule(
     sign_only : bool, optional
         Declare that ``backward`` uses ``x`` only through ``[x > 0]`` (saves
         memory; see :class:`Rule`).
+    label, equation, reference : str, optional
+        How figures name it, its equation and its source (see :class:`Rule`).
 
     Returns
     -------
@@ -181,7 +236,8 @@ def register_rule(
     Examples
     --------
     >>> import deconvlab as dl
-    >>> rule = dl.register_rule("leaky_deconvnet", lambda x, p: p * (p > 0) + 0.1 * p * (p <= 0))
+    >>> rule = dl.register_rule("leaky_deconvnet", lambda x, p: p * (p > 0) + 0.1 * p * (p <= 0),
+    ...                         equation="p · [p > 0] + 0.1 · p · [p ≤ 0]")
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"rule name must be a Python identifier such as 'my_rule', got {name!r}")
@@ -189,6 +245,6 @@ def register_rule(
         raise ValueError(f"{name!r} is a built-in rule of deconvlab and cannot be replaced")
     if not callable(backward):
         raise TypeError(f"backward must be callable as backward(x, p), got {type(backward).__name__}")
-    rule = Rule(name, backward, sign_only=sign_only)
+    rule = Rule(name, backward, sign_only, label, equation, reference)
     _REGISTRY[name] = rule
     return rule

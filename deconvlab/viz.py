@@ -17,6 +17,7 @@ slider callback (``ipywidgets.Image``). Arrays come back as NumPy ``float32`` in
 
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Mapping, Sequence
 from typing import Callable
@@ -24,6 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from .rules import get_rule
 
 __all__ = [
     "GridFigure",
@@ -33,10 +36,28 @@ __all__ = [
     "outline_mask",
     "overlay",
     "png_bytes",
+    "rule_heading",
+    "rule_label",
     "saliency",
     "signed_image",
 ]
 
+
+def rule_label(key: str) -> str:
+    """How a map keyed ``key`` is titled: a registered rule's label (``"guided backprop"``), else ``key``."""
+    try:
+        return get_rule(key).label
+    except (TypeError, ValueError):
+        return key
+
+
+def rule_heading(key: str) -> str:
+    """HTML heading of a rule's panel: its label in bold, then its equation."""
+    try:
+        rule = get_rule(key)
+    except (TypeError, ValueError):
+        return f"<b>{html.escape(str(key))}</b>"
+    return f"<b>{html.escape(rule.label)}</b> {html.escape(rule.equation)}"
 
 
 def _numpy(x) -> np.ndarray:
@@ -233,7 +254,8 @@ def figure_grid(
         ``(N, 3, H, W)`` inputs (in [0, 1], or ImageNet-normalised with ``imagenet=True``).
     maps : dict
         ``rule name -> (N, C, H, W)`` signals, e.g. the result of
-        ``deconvlab.attribute(model, x, target, rule=[...])``.
+        ``deconvlab.attribute(model, x, target, rules=[...])``; a registered rule's
+        name is shown as its label (``"guided backprop"``).
     titles : sequence of str, optional
         One label per image (e.g. the explained class), shown in every panel of its row.
     kind : {"signed", "heatmap", "overlay"} or callable, default "signed"
@@ -265,7 +287,7 @@ def figure_grid(
         label = f"\n{titles[i]}" if titles is not None else ""
         _show(axes[i, 0], inp, "input" + label)
         for j, rule in enumerate(rules):
-            _show(axes[i, j + 1], _display(kind, sigs[rule][i], imgs[i], imagenet), rule + label)
+            _show(axes[i, j + 1], _display(kind, sigs[rule][i], imgs[i], imagenet), rule_label(rule) + label)
     return fig
 
 

@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attribution import RuleArg, project
+from .attribution import project
 from .checks import find_layer
 from .model_state import evaluating, removing
+from .rules import RuleLike
 
 __all__ = [
     "ChannelMaxima",
@@ -410,14 +411,14 @@ def project_top(
     layer: str | nn.Module,
     channel: int,
     k: int = 9,
-    rule: RuleArg = ("deconvnet", "guided_backprop"),
+    rules: Sequence[RuleLike] = ("deconvnet", "guided_backprop"),
     maxima: ChannelMaxima | None = None,
-) -> tuple[TopActivations, Tensor | dict[str, Tensor]]:
+) -> tuple[TopActivations, dict[str, Tensor]]:
     """Zeiler and Fergus' figure: the top ``k`` images of a channel and their projections.
 
     Each image's strongest unit of ``channel`` is projected back to pixels with
     :func:`deconvlab.project` (``position="max"``); all ``k`` images go through one forward
-    pass, and a list of rules shares it.
+    pass, which every rule shares.
 
     Parameters
     ----------
@@ -425,19 +426,18 @@ def project_top(
         As in :func:`channel_maxima` and :func:`deconvlab.project`.
     k : int
         How many images.
-    rule : str, Rule or list of them
-        Backward rule(s); by default DeConvNet and guided backprop.
+    rules : list of str or Rule
+        Backward rules; by default DeConvNet and guided backprop.
     maxima : ChannelMaxima, optional
         Precomputed :func:`channel_maxima` of ``layer`` over ``images`` (saves the pass).
 
     Returns
     -------
-    (TopActivations, Tensor or dict of str to Tensor)
-        The ranking and the projections, ``(k, 3, H, W)`` (a dict for a list of rules).
+    (TopActivations, dict of str to Tensor)
+        The ranking and the projections, ``(k, 3, H, W)`` per rule, keyed by canonical name.
     """
     if maxima is None:
         name, _ = find_layer(model, layer)
         maxima = channel_maxima(model, images, [name])[name]
     top = maxima.top(channel, k)
-    rules = rule if isinstance(rule, str) else list(rule)
-    return top, project(model, images[top.indices], layer, channel, position="max", rule=rules)
+    return top, project(model, images[top.indices], layer, channel, position="max", rules=rules)

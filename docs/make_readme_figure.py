@@ -19,7 +19,7 @@ def main() -> None:
     images = torch.cat([sample.images for sample in samples])
     labels = torch.cat([sample.labels for sample in samples])
     masks = torch.cat([sample.masks for sample in samples])
-    maps = dl.attribute(model, images, labels, rule=RULES)
+    maps = dl.attribute(model, images, labels, rules=RULES)
     titles = [model.classes[int(label)] for label in labels]
     figure = dl.viz.figure_grid(images, maps, titles=titles, masks=masks, size=1.8)
     out = Path(__file__).with_name("three_rules.png")

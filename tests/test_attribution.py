@@ -64,7 +64,7 @@ def test_per_example_targets(cnn, images):
 
 def test_a_list_of_rules_uses_one_forward_pass_and_equals_separate_calls(cnn, images):
     counted = CountingForward(cnn)
-    together = dl.attribute(counted, images, 2, rule=RULES)
+    together = dl.attribute(counted, images, 2, rules=RULES)
     assert counted.calls == 1 and list(together) == RULES
     for rule in RULES:
         torch.testing.assert_close(together[rule], dl.attribute(cnn, images, 2, rule=rule))
@@ -75,19 +75,36 @@ def test_the_gradient_inside_another_rules_context_is_still_the_gradient(cnn, im
     cnn(plain)[:, 2].sum().backward()
     with dl.backward_rule("deconvnet"):  # attribute's own rule wins over the caller's
         torch.testing.assert_close(dl.attribute(cnn, images, 2, rule="gradient"), plain.grad)
-        torch.testing.assert_close(dl.attribute(cnn, images, 2, rule=["gradient"])["gradient"], plain.grad)
+        torch.testing.assert_close(dl.attribute(cnn, images, 2, rules=["gradient"])["gradient"], plain.grad)
     with dl.backward_rule("gradient"):  # and the gradient context leaves ReLUs native
         x = images.clone().requires_grad_(True)
         cnn(x * 1)[:, 2].sum().backward()
     torch.testing.assert_close(x.grad, plain.grad)
 
 
-def test_dict_keys_are_the_names_the_caller_used(cnn, images):
-    assert list(dl.attribute(cnn, images, 2, rule=["guided", dl.get_rule("deconvnet")])) == ["guided", "deconvnet"]
+def test_dict_keys_are_the_rules_canonical_names(cnn, images):
+    assert list(dl.attribute(cnn, images, 2, rules=["guided", dl.get_rule("deconvnet")])) == [
+        "guided_backprop", "deconvnet"]
     with pytest.raises(ValueError, match="listed twice"):
-        dl.attribute(cnn, images, 2, rule=["gradient", "gradient"])
+        dl.attribute(cnn, images, 2, rules=["gradient", "gradient"])
+    with pytest.raises(ValueError, match="'guided_backprop' is listed twice"):
+        dl.attribute(cnn, images, 2, rules=["guided", "guided_backprop"])  # one rule, two spellings
     with pytest.raises(ValueError, match="empty"):
-        dl.attribute(cnn, images, 2, rule=[])
+        dl.attribute(cnn, images, 2, rules=[])
+
+
+def test_one_return_type_per_call(cnn, images):
+    assert isinstance(dl.attribute(cnn, images, 2), torch.Tensor)
+    assert isinstance(dl.attribute(cnn, images, 2, rule="deconvnet"), torch.Tensor)
+    assert isinstance(dl.attribute(cnn, images, 2, rules=["deconvnet"]), dict)
+    assert isinstance(dl.project(cnn, images, "0", 1), torch.Tensor)
+    assert isinstance(dl.project(cnn, images, "0", 1, rules=["deconvnet"]), dict)
+    with pytest.raises(TypeError, match=r"rule= takes one rule .* pass rules=\[\.\.\.\]"):
+        dl.attribute(cnn, images, 2, rule=["gradient", "deconvnet"])
+    with pytest.raises(TypeError, match="for one rule pass rule='deconvnet'"):
+        dl.attribute(cnn, images, 2, rules="deconvnet")
+    with pytest.raises(TypeError, match="either rule= .* or rules="):
+        dl.project(cnn, images, "0", 1, rule="gradient", rules=["deconvnet"])
 
 
 def _hook_count(model):
@@ -100,7 +117,7 @@ def test_leaves_model_and_input_as_found(cnn, images):
     model[1][0].eval()  # mixed flags must come back exactly
     flags = [m.training for m in model.modules()]
     x = images.clone()
-    dl.attribute(counted, x, 1, rule=RULES, layer=model[1][3])
+    dl.attribute(counted, x, 1, rules=RULES, layer=model[1][3])
     assert counted.modes == [False]  # ran in eval mode: dropout off
     assert [m.training for m in model.modules()] == flags
     assert all(p.grad is None for p in model.parameters())
@@ -252,7 +269,7 @@ def test_project_whole_channel_is_seeded_with_the_feature_map(cnn, images):
 
 
 def test_project_stays_inside_the_receptive_field(cnn, images):
-    signal = dl.project(cnn, images, "0", 1, position=(7, 7), rule=RULES)
+    signal = dl.project(cnn, images, "0", 1, position=(7, 7), rules=RULES)
     for rule in RULES:
         outside = signal[rule].clone()
         outside[:, :, 6:9, 6:9] = 0  # 3x3 conv, padding 1: the unit sees rows/cols 6..8

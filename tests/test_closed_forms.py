@@ -26,7 +26,7 @@ def test_one_hidden_layer_closed_forms(seed):
         "deconvnet": w1.T @ w2.clamp(min=0),
         "guided_backprop": w1.T @ (w2.clamp(min=0) * gate),
     }
-    got = dl.attribute(net, x, 0, rule=RULES)
+    got = dl.attribute(net, x, 0, rules=RULES)
     for rule in RULES:
         torch.testing.assert_close(got[rule][0], expected[rule])
 
@@ -56,7 +56,7 @@ def test_without_relu_the_three_rules_coincide(images):
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.Tanh(), nn.Flatten(),
                         nn.Linear(4 * 5 * 5, 3)).double()
     with pytest.warns(dl.NoReLUWarning):
-        got = dl.attribute(net, images, 1, rule=RULES)
+        got = dl.attribute(net, images, 1, rules=RULES)
     torch.testing.assert_close(got["deconvnet"], got["gradient"])
     torch.testing.assert_close(got["guided_backprop"], got["gradient"])
 

@@ -214,7 +214,7 @@ def test_a_model_without_relu_warns_that_every_rule_is_the_gradient():
 def test_warnings_for_several_rules_name_the_modified_ones():
     model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2))
     with pytest.warns(UnsupportedActivationWarning, match="untouched by the rules 'deconvnet', 'guided_backprop' and keep"):
-        dl.attribute(model, torch.randn(1, 4), 0, rule=["gradient", "deconvnet", "guided_backprop"])
+        dl.attribute(model, torch.randn(1, 4), 0, rules=["gradient", "deconvnet", "guided_backprop"])
 
 
 def test_the_gradient_rule_has_nothing_to_warn_about():

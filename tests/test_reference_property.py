@@ -57,7 +57,7 @@ def test_every_rule_matches_the_reference(specs, seed, targets):
     x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
     seed_tensor = torch.zeros(2, 3, dtype=torch.float64)
     seed_tensor[torch.arange(2), torch.tensor(targets)] = 1.0
-    signals = dl.attribute(net, x, targets, rule=list(RULES))
+    signals = dl.attribute(net, x, targets, rules=list(RULES))
     for rule in RULES:
         expected = reference_signal(net, x, seed_tensor, rule)
         torch.testing.assert_close(signals[rule], expected, rtol=1e-9, atol=1e-10, msg=f"{rule}: {specs}")

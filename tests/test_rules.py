@@ -51,11 +51,31 @@ def test_gradient_rule_is_autograds_relu_derivative():
     torch.testing.assert_close(gradient(x.detach(), p), x.grad)
 
 
-def test_docstrings_state_the_equation_and_cite_the_paper():
-    assert "p · [x > 0]" in gradient.__doc__ and "GRAD" in gradient.__doc__
-    assert "p · [p > 0]" in deconvnet.__doc__ and "DECONV" in deconvnet.__doc__
-    assert "p · [x > 0] · [p > 0]" in guided_backprop.__doc__ and "GBP" in guided_backprop.__doc__
-    assert "Zeiler" in dl.rules.__doc__ and "Springenberg" in dl.rules.__doc__
+def test_each_rule_describes_itself_and_its_docstring_says_the_same():
+    described = {rule.name: (rule.label, rule.equation, rule.reference.split(",")[0])
+                 for rule in dl.BUILTIN_RULES}
+    assert described == {
+        "gradient": ("gradient", "p · [x > 0]", "Simonyan"),
+        "deconvnet": ("DeConvNet", "p · [p > 0]", "Zeiler & Fergus"),
+        "guided_backprop": ("guided backprop", "p · [x > 0] · [p > 0]", "Springenberg"),
+    }
+    for rule in dl.BUILTIN_RULES:
+        assert rule.equation in rule.backward.__doc__ and rule.reference in rule.backward.__doc__
+        assert rule.describe().startswith(f"{rule.label}: ReLU*(x, p) = {rule.equation}")
+    assert guided_backprop.latex == r"p \cdot [x > 0] \cdot [p > 0]"
+
+
+def test_a_user_rule_carries_its_own_description():
+    rule = dl.register_rule("test_half", lambda x, p: p / 2, equation="p / 2", reference="a test")
+    assert (rule.label, rule.equation, rule.reference) == ("test_half", "p / 2", "a test")
+    assert dl.get_rule("test_half") is rule
+
+
+def test_presentation_reads_the_rule_not_a_copy():
+    from deconvlab import cli, viz
+    assert viz.rule_label("guided") == "guided backprop" and viz.rule_label("my_key") == "my_key"
+    assert "p · [p &gt; 0]" in viz.rule_heading("deconvnet")
+    assert cli._rules("guided,deconvnet") == ["guided_backprop", "deconvnet"]  # aliases work in the CLI
 
 
 @pytest.mark.parametrize("name", ["guided", "Guided-Backprop", "guided_backprop", "GRADIENT", "deconvnet"])

@@ -60,13 +60,13 @@ def test_tiny_network_preactivations_match_window_sums():
 @pytest.mark.parametrize("weights", [toynets.TINY_LINEAR_WEIGHTS, (1, 1, -1, -1, 1, 1, 1, -1)])
 def test_tiny_network_maps_match_hand_backward(weights):
     net, x = toynets.tiny_network(weights), toynets.tiny_input()
-    maps = dl.attribute(net, x, 0, rule=RULES)
+    maps = dl.attribute(net, x, 0, rules=RULES)
     for rule in RULES:
         assert np.array_equal(maps[rule][0, 0].numpy(), _hand_backward(rule, weights, toynets.TINY_BIASES))
 
 
 def test_tiny_network_literal_maps():
-    maps = dl.attribute(toynets.tiny_network(), toynets.tiny_input(), 0, rule=RULES)
+    maps = dl.attribute(toynets.tiny_network(), toynets.tiny_input(), 0, rules=RULES)
     assert maps["gradient"][0, 0].tolist() == [[0, 1, 1, 1]] * 3 + [[0, 0, 0, 0]]
     assert maps["deconvnet"][0, 0].tolist() == [[2, 3, 3, 1], [3, 5, 5, 2], [3, 5, 5, 2], [1, 2, 2, 1]]
     assert maps["guided_backprop"][0, 0].tolist() == [[0, 1, 1, 1], [1, 3, 3, 2], [1, 3, 3, 2], [1, 2, 2, 1]]
@@ -75,7 +75,7 @@ def test_tiny_network_literal_maps():
 def test_tiny_network_closed_final_gate():
     net = toynets.tiny_network((1, 1, -1, -1, 1, 1, 1, -1))
     assert toynets.relu_inputs(net, toynets.tiny_input())["relu2"].item() == -76.0
-    maps = dl.attribute(net, toynets.tiny_input(), 0, rule=RULES)
+    maps = dl.attribute(net, toynets.tiny_input(), 0, rules=RULES)
     assert not maps["gradient"].any() and not maps["guided_backprop"].any()
     assert maps["deconvnet"][0, 0].tolist() == [[2, 4, 4, 2], [3, 5, 5, 2], [3, 5, 5, 2], [1, 1, 1, 0]]
 
@@ -91,7 +91,7 @@ def test_relu_free_network_rules_coincide_with_autograd():
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        maps = dl.attribute(net, x, 2, rule=RULES)
+        maps = dl.attribute(net, x, 2, rules=RULES)
     assert any(issubclass(w.category, dl.NoReLUWarning) for w in caught)
     leaf = x.clone().requires_grad_()
     (plain,) = torch.autograd.grad(net(leaf)[:, 2].sum(), leaf)  # no rule anywhere
@@ -103,7 +103,7 @@ def test_no_pool_network_deconvnet_is_input_independent():
     net = toynets.no_pool_network()
     assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    maps = dl.attribute(net, x, 1, rule=RULES)
+    maps = dl.attribute(net, x, 1, rules=RULES)
     for i in range(1, 4):
         assert torch.equal(maps["deconvnet"][i], maps["deconvnet"][0])
         assert not torch.equal(maps["gradient"][i], maps["gradient"][0])

@@ -141,10 +141,10 @@ def test_project_top_stays_in_receptive_field_and_rules_differ(model, images):
 
 
 def test_project_top_matches_project(model, images):
-    top, proj = zf.project_top(model, images, "features.7", 4, k=3, rule="deconvnet")
+    top, proj = zf.project_top(model, images, "features.7", 4, k=3, rules=["deconvnet"])
     position = tuple(top.positions[1].tolist())
     direct = dl.project(model, images[top.indices], "features.7", 4, position=position)
-    assert torch.allclose(proj[1], direct[1])
+    assert list(proj) == ["deconvnet"] and torch.allclose(proj["deconvnet"][1], direct[1])
 
 
 def test_top_class_share_closed_form():

@@ -23,10 +23,9 @@ from torch import Tensor, nn
 
 from ..attribution import record
 from ..checks import Target, check_input
-from ..rules import Rule
-from ..viz import as_image, png_bytes, signed_image
+from ..rules import BUILTIN_NAMES, Rule
+from ..viz import as_image, png_bytes, rule_heading, signed_image
 from ._base import Explorer, one_thread
-from .rule_explorer import EQUATIONS
 
 __all__ = ["CustomRuleExplorer", "ParameterisedRule"]
 
@@ -101,7 +100,7 @@ class CustomRuleExplorer(Explorer):
         value: float = 0.0,
         name: str = "custom",
         equation: str = "",
-        builtins: Sequence[str] = tuple(EQUATIONS),
+        builtins: Sequence[str] = BUILTIN_NAMES,
         scale: int = 3,
         imagenet: bool = False,
     ) -> None:
@@ -114,7 +113,7 @@ class CustomRuleExplorer(Explorer):
         self._family = ParameterisedRule(backward, value)
         self.rule = Rule(name, self._family)
         # One forward pass serves the built-in rules and every value of the user's parameter.
-        self._recording = record(model, x, target, rule=[*builtins, self.rule])
+        self._recording = record(model, x, target, rules=[*builtins, self.rule])
         self.builtin_maps = {rule: self._recording.signal(rule) for rule in builtins}
         self.signal = torch.zeros_like(x)
         self._image = widgets.Image(format="png", value=png_bytes(as_image(x[0], imagenet), scale))
@@ -122,7 +121,7 @@ class CustomRuleExplorer(Explorer):
         self.readout = widgets.HTML()
         self._scale = scale
         builtin_panels = [
-            self._panel(f"<b>{rule}</b> {EQUATIONS.get(rule, '')}",
+            self._panel(rule_heading(rule),
                         widgets.Image(format="png", value=png_bytes(signed_image(signal[0]), scale)))
             for rule, signal in self.builtin_maps.items()
         ]

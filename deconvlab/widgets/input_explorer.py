@@ -23,9 +23,9 @@ from torch import nn
 
 from ..attribution import attribute
 from ..checks import Target
-from ..viz import as_image, png_bytes, signed_image
+from ..rules import BUILTIN_NAMES
+from ..viz import as_image, png_bytes, rule_heading, signed_image
 from ._base import Explorer
-from .rule_explorer import EQUATIONS
 
 __all__ = ["InputExplorer"]
 
@@ -64,13 +64,13 @@ class InputExplorer(Explorer):
         model: nn.Module | Mapping[str, nn.Module],
         images: torch.Tensor,
         target: Target,
-        rules: Sequence[str] = tuple(EQUATIONS),
+        rules: Sequence[str] = BUILTIN_NAMES,
         scale: int = 3,
         imagenet: bool = False,
     ) -> None:
         models = dict(model) if isinstance(model, Mapping) else {"model": model}
         self.rules = list(rules)
-        self.maps = {name: attribute(net, images, target, rule=self.rules) for name, net in models.items()}
+        self.maps = {name: attribute(net, images, target, rules=self.rules) for name, net in models.items()}
         n = images.shape[0]
         self._inputs = [png_bytes(as_image(images[i], imagenet), scale) for i in range(n)]
         self._pngs = {
@@ -86,7 +86,7 @@ class InputExplorer(Explorer):
         if len(models) > 1:
             controls["model"] = widgets.Dropdown(options=list(models), description="model")
         panels = [
-            widgets.VBox([widgets.HTML(f"<b>{key}</b> {EQUATIONS.get(key, '')}"), image])
+            widgets.VBox([widgets.HTML(rule_heading(key) if key != "input" else "<b>input</b>"), image])
             for key, image in self.images_view.items()
         ]
         self._connect(controls, widgets.VBox([widgets.HBox(panels), self.readout]))

@@ -24,12 +24,12 @@ from torch import Tensor, nn
 
 from .. import viz
 from ..zeiler_fergus import ReceptiveField, TopActivations, channel_maxima, project_top, receptive_field
+from ..rules import get_rule
 from ._base import Explorer
 from .cnn_explorer import relu_layers
 
 __all__ = ["ProjectionExplorer"]
 
-_LABELS = {"deconvnet": "DeConvNet", "guided_backprop": "guided backprop", "gradient": "gradient"}
 _BOX = (1.0, 0.85, 0.0)
 
 
@@ -97,7 +97,8 @@ class ProjectionExplorer(Explorer):
         scale: int = 2,
         cache_size: int = 128,
     ) -> None:
-        self.model, self.images, self.k, self.rules = model, images, int(k), list(rules)
+        self.model, self.images, self.k = model, images, int(k)
+        self.rules = [get_rule(rule).name for rule in rules]
         self.scale, self.cache_size = scale, cache_size
         self.layers = list(relu_layers(model) if layers is None else layers)
         if not self.layers:
@@ -140,8 +141,6 @@ class ProjectionExplorer(Explorer):
         if key not in self._signals:
             top, signals = project_top(self.model, self.images, layer, channel, self.k, self.rules,
                                        maxima=self.maxima[layer])
-            if not isinstance(signals, dict):
-                signals = {self.rules[0]: signals}
             self._signals[key] = (top, signals)
             self.computed += 1
         self._signals.move_to_end(key)
@@ -193,7 +192,7 @@ class ProjectionExplorer(Explorer):
         values = ", ".join(f"{v:.2f}" for v in top.values.tolist())
         zoomed = "zoomed in" if self.controls["zoom"].value else "boxed"
         rf = f"; receptive field {field.size[0]}×{field.size[1]} px ({zoomed})" if field is not None else ""
-        rows = " · ".join(f"row {i + 2}: {_LABELS.get(r, r)}" for i, r in enumerate(self.rules))
+        rows = " · ".join(f"row {i + 2}: {viz.rule_label(r)}" for i, r in enumerate(self.rules))
         silent = "" if float(top.values[0]) > 0 else " <b>This channel never fires on these images.</b>"
         return (f"<b>{html.escape(layer)}</b>, channel <b>{channel}</b>: strongest activations {values}"
                 f"{rf}.{silent}<br>row 1: the top {len(top.values)} images · {rows}")

@@ -21,24 +21,18 @@ References
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import ipywidgets as widgets
 import numpy as np
 import torch
 
-from ..rules import RuleLike, get_rule
+from ..rules import BUILTIN_NAMES, RuleLike, get_rule
 from ..viz import png_bytes
 from ._base import Explorer
 
-__all__ = ["EQUATIONS", "RuleExplorer", "plot_rule_planes", "relu_star", "rule_plane"]
-
-#: The backward ReLU of each built-in rule, as printed next to it.
-EQUATIONS = {
-    "gradient": "p·[x>0]",
-    "deconvnet": "p·[p>0]",
-    "guided_backprop": "p·[x>0]·[p>0]",
-}
+__all__ = ["RuleExplorer", "plot_rule_planes", "relu_star", "rule_plane"]
 
 _CMAP = "RdBu_r"  # red > 0, white = 0, blue < 0
 
@@ -113,14 +107,14 @@ class RuleExplorer(Explorer):
 
     def __init__(
         self,
-        rules: Sequence[str] = tuple(EQUATIONS),
+        rules: Sequence[str] = BUILTIN_NAMES,
         extent: float = 1.0,
         resolution: int = 81,
         scale: int = 2,
         x: float = -0.4,
         p: float = 0.6,
     ) -> None:
-        self.rules = {name: get_rule(name) for name in rules}
+        self.rules = {get_rule(name).name: get_rule(name) for name in rules}
         self.extent, self.resolution, self.scale = float(extent), int(resolution), int(scale)
         self.planes = {name: rule_plane(name, extent, resolution) for name in self.rules}
         self._rgb = {name: _plane_rgb(v, self.extent, self.scale) for name, v in self.planes.items()}
@@ -135,8 +129,8 @@ class RuleExplorer(Explorer):
             for name, value in (("x", x), ("p", p))
         }
         panels = [
-            widgets.VBox([widgets.HTML(f"<b>{name}</b>: ReLU*(x, p) = {EQUATIONS.get(name, '')}"),
-                          image])
+            widgets.VBox([widgets.HTML(f"<b>{html.escape(self.rules[name].label)}</b>: ReLU*(x, p) = "
+                                       f"{html.escape(self.rules[name].equation)}"), image])
             for name, image in self.images.items()
         ]
         caption = widgets.HTML(
@@ -174,7 +168,8 @@ class RuleExplorer(Explorer):
             image.value = png_bytes(self._marked(self._rgb[name], row, column))
         x, p = self.controls["x"].value, self.controls["p"].value
         rows = "".join(
-            f"<tr><td>{name}</td><td><code>{EQUATIONS.get(name, '')}</code></td>"
+            f"<tr><td>{html.escape(self.rules[name].label)}</td>"
+            f"<td><code>{html.escape(self.rules[name].equation)}</code></td>"
             f"<td style='text-align:right'>{value:+.2f}</td></tr>"
             for name, value in self.values().items()
         )
@@ -184,7 +179,7 @@ class RuleExplorer(Explorer):
         )
 
 
-def plot_rule_planes(rules: Sequence[str] = tuple(EQUATIONS), extent: float = 1.0,
+def plot_rule_planes(rules: Sequence[RuleLike] = BUILTIN_NAMES, extent: float = 1.0,
                      resolution: int = 81, point: tuple[float, float] | None = None):
     """The rules over the ``(x, p)`` plane with labelled axes (a matplotlib ``Figure``).
 
@@ -194,8 +189,8 @@ def plot_rule_planes(rules: Sequence[str] = tuple(EQUATIONS), extent: float = 1.
 
     fig = Figure(figsize=(3.2 * len(rules), 3.2), layout="constrained")
     axes = fig.subplots(1, len(rules), squeeze=False)[0]
-    for ax, name in zip(axes, rules):
-        shown = ax.imshow(rule_plane(name, extent, resolution), cmap=_CMAP, vmin=-extent, vmax=extent,
+    for ax, rule in zip(axes, map(get_rule, rules)):
+        shown = ax.imshow(rule_plane(rule, extent, resolution), cmap=_CMAP, vmin=-extent, vmax=extent,
                           extent=(-extent, extent, -extent, extent), interpolation="nearest")
         ax.axhline(0, color="0.45", lw=0.8)
         ax.axvline(0, color="0.45", lw=0.8)
@@ -203,6 +198,6 @@ def plot_rule_planes(rules: Sequence[str] = tuple(EQUATIONS), extent: float = 1.
             ax.plot(*point, "o", color="black", markeredgecolor="white")
         ax.set_xlabel("x (forward input of the ReLU)")
         ax.set_ylabel("p (signal from above)")
-        ax.set_title(f"{name}: {EQUATIONS.get(name, '')}", fontsize=10)
+        ax.set_title(f"{rule.label}: {rule.equation}", fontsize=10)
     fig.colorbar(shown, ax=list(axes), shrink=0.8, label="ReLU*(x, p)")
     return fig

@@ -1,0 +1,1 @@
+"""TorchRay's ``torchray.attribution`` for the backpropagation methods (see :mod:`deconvlab.torchray`)."""
