@@ -13,7 +13,8 @@ import deconvlab as dl
 from deconvlab import toynets
 from deconvlab.models import TeachingCNN
 from deconvlab.widgets import CustomRuleExplorer, InputExplorer, RuleExplorer
-from deconvlab.widgets.rule_explorer import plot_rule_planes, rule_plane
+from deconvlab.metrics import rule_plane
+from deconvlab.widgets.rule_explorer import plot_rule_planes
 
 RULES = ["gradient", "deconvnet", "guided_backprop"]
 

@@ -1,4 +1,4 @@
-"""deconvlab.sanity against closed forms and independent computations."""
+"""deconvlab.sanity's experiments against closed forms and independent computations (metrics: test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import copy
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 from torch import nn
 
-from deconvlab import attribute, sanity
+from deconvlab import attribute, metrics, sanity
 from deconvlab.models import TeachingCNN
-
-RULES = sanity.RULES
+from deconvlab.rules import BUILTIN_NAMES as RULES
+from deconvlab.sanity._maps import rule_maps
+from deconvlab.sanity.class_sensitivity import _energy_on_objects
 
 
 def small_cnn(seed: int = 0, classes: int = 4) -> nn.Module:
@@ -30,55 +30,18 @@ def images(n: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-# -- normalisation and statistics --------------------------------------------------------------
-
-
-def test_abs_normalise_matches_pair_saliency_formula():
-    m = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    out = sanity.abs_normalise(m)
-    for i in range(2):
-        a = m[i].abs().sum(0).numpy()
-        lo, hi = a.min(), np.percentile(a, 99)
-        np.testing.assert_allclose(out[i], np.clip((a - lo) / (hi - lo), 0, 1), rtol=1e-5, atol=1e-6)
-    assert out.shape == (2, 8, 8) and out.min() >= 0 and out.max() == 1
-    np.testing.assert_allclose(sanity.abs_normalise(-3 * m), out, atol=1e-6)  # |.| and scale-free
-    assert not sanity.abs_normalise(torch.zeros(3, 4, 4)).any()  # a zero map stays zero
-
-
-def test_diverging_normalise_keeps_sign_and_is_scale_free():
-    m = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(2))
-    out = sanity.diverging_normalise(m)
-    s = m.sum(0).numpy()
-    np.testing.assert_allclose(out, np.clip(s / np.percentile(np.abs(s), 99), -1, 1), rtol=1e-5)
-    np.testing.assert_allclose(sanity.diverging_normalise(-2 * m), -out, atol=1e-6)
-
-
-def test_spearman_closed_forms():
-    rng = np.random.default_rng(0)
-    a = rng.random((3, 5, 5))
-    np.testing.assert_allclose(sanity.spearman(a, a**3 + 1), 1.0)  # any increasing function
-    np.testing.assert_allclose(sanity.spearman(a, -a), -1.0)
-    b = rng.random((3, 5, 5))
-    ranks = lambda v: np.argsort(np.argsort(v.reshape(len(v), -1), axis=1), axis=1)  # noqa: E731
-    expected = [np.corrcoef(u, w)[0, 1] for u, w in zip(ranks(a), ranks(b))]  # no ties: Pearson of ranks
-    np.testing.assert_allclose(sanity.spearman(a, b), expected, atol=1e-12)
-    assert np.isnan(sanity.spearman(np.zeros((1, 4, 4)), a[:1, :4, :4]))[0]  # constant map: no ranking
-    with pytest.raises(ValueError, match="different shapes"):
-        sanity.spearman(a, b[:, :4])
-
-
 # -- class sensitivity -----------------------------------------------------------------------
 
 
-def test_mask_energy_fractions():
-    maps = np.zeros((1, 2, 3, 4, 4))
+def test_energy_on_objects_is_the_share_of_sum_of_squares():
+    maps = torch.zeros(1, 2, 3, 4, 4)
     maps[0, 0, 1, 0, 0] = -2.0  # target A: all energy on object A's pixel
-    maps[0, 1, :, 3, 3] = 1.0  # target B: on object B's pixel...
-    maps[0, 1, 0, 2, 2] = 1.0  # ...and a quarter on the background
-    masks = np.zeros((1, 2, 4, 4), bool)
-    masks[0, 0, 0, 0] = masks[0, 1, 3, 3] = True
-    e = sanity._mask_energy(maps, masks)
-    np.testing.assert_allclose(e[0], [[1.0, 0.0], [0.0, 0.75]])
+    maps[0, 1, 0, 3, 3] = 3.0  # target B: 9 on object B's pixel...
+    maps[0, 1, 1, 2, 2] = -4.0  # ...16 on object A's (|s| would give 3/7 and 4/7)
+    masks = torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0, 0] = masks[0, 0, 2, 2] = masks[0, 1, 3, 3] = True
+    e = _energy_on_objects(maps, masks)
+    np.testing.assert_allclose(e[0], [[1.0, 0.0], [16 / 25, 9 / 25]], rtol=1e-6)
 
 
 def _two_class_model(sign: float) -> nn.Module:
@@ -101,6 +64,9 @@ def test_class_sensitivity_proportional_classes():
         np.testing.assert_allclose(same.spearman_signed[rule], 1.0, atol=1e-9)
         np.testing.assert_allclose(same.maps[rule][:, 1], 2 * same.maps[rule][:, 0], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(same.selectivity(rule), 0.5, atol=1e-6)  # both targets alike
+        for t, o in ((0, 0), (0, 1), (1, 1)):  # the one definition of energy on an object
+            expected = metrics.mask_energy_fraction(same.maps[rule][:, t], masks[:, o]).numpy()
+            np.testing.assert_allclose(same.energy[rule][:, t, o], expected)
     flipped = sanity.class_sensitivity(_two_class_model(-1.0), x, labels, masks)
     # the gradient is linear in the seed: map B = -map A, same |map|, opposite sign
     np.testing.assert_allclose(flipped.spearman["gradient"], 1.0, atol=1e-9)
@@ -160,16 +126,6 @@ def test_cascading_randomisation_leaves_model_and_rng_alone_and_matches_manual_r
 # -- image recovery ---------------------------------------------------------------------------
 
 
-def test_edge_map_of_a_step_is_the_step():
-    img = torch.zeros(1, 3, 8, 8)
-    img[..., 4:] = 1.0
-    img = torch.cat([img, 1 - img.flip(-1), torch.zeros_like(img)])  # a stack: no smoothing across images
-    e = sanity.edge_map(img)[0]
-    assert not sanity.edge_map(img)[2].any()
-    assert (e[:, 3:5] > 0).all() and not e[:, :3].any() and not e[:, 5:].any()
-    np.testing.assert_allclose(e, np.abs(ndimage.sobel(img[0].mean(0).numpy(), axis=1)))
-
-
 def test_image_recovery_is_pearson_with_the_image_or_its_edges():
     model, x = small_cnn(6), images(3)
     signed = sanity.image_recovery(model, x, 1)
@@ -180,7 +136,7 @@ def test_image_recovery_is_pearson_with_the_image_or_its_edges():
         expected = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(m.numpy(), centred)]
         np.testing.assert_allclose(signed[rule], expected, rtol=1e-5)
         e = m.abs().sum(1).numpy()
-        expected = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(e, sanity.edge_map(x))]
+        expected = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(e, metrics.edge_map(x))]
         np.testing.assert_allclose(edges[rule], expected, rtol=1e-5)
     with pytest.raises(ValueError, match="against"):
         sanity.image_recovery(model, x, 1, against="nope")
@@ -212,7 +168,7 @@ def test_input_shift_leaves_all_three_maps_unchanged_but_not_input_x_gradient():
     t = [0, 1, 2, 3]
     result = sanity.input_shift(model, x, t, shift=-1.0)
     assert result.dtype == torch.float64 and result.output_difference < 1e-12
-    reference = attribute(copy.deepcopy(model).double(), x.double(), t, rule=list(RULES))
+    reference = attribute(copy.deepcopy(model).double(), x.double(), t, rules=RULES)
     for rule in RULES:
         assert result.map_difference[rule] < 1e-12 and result.changed_fraction[rule] == 0
         torch.testing.assert_close(result.shifted_maps[rule], reference[rule])
@@ -230,23 +186,6 @@ def test_input_shift_leaves_all_three_maps_unchanged_but_not_input_x_gradient():
 
 
 # -- pointing game ----------------------------------------------------------------------------
-
-
-def test_saliency_points_find_the_channel_max_of_abs():
-    m = torch.zeros(2, 3, 16, 16)
-    m[0, 1, 3, 12] = 1.0
-    m[1, 2, 9, 4] = -5.0  # negative: |.| counts
-    m[1, 0, 1, 1] = 2.0
-    np.testing.assert_array_equal(sanity.saliency_points(m, smooth=0), [[3, 12], [9, 4]])
-    np.testing.assert_array_equal(sanity.saliency_points(m, smooth=0.02), [[3, 12], [9, 4]])
-
-
-def test_hits_use_torchrays_strict_tolerance():
-    masks = np.zeros((3, 16, 16), bool)
-    masks[:, 8, 8] = True
-    points = np.array([[8, 10], [8, 9], [8, 8]])  # distances 2, 1, 0
-    np.testing.assert_array_equal(sanity._hits(points, masks, 2.0), [False, True, True])  # d < tol
-    np.testing.assert_array_equal(sanity._hits(points, masks, 2.01), [True, True, True])
 
 
 def test_pointing_game_centre_baseline_and_class_averaged_accuracy():
@@ -292,20 +231,24 @@ def test_figures_draw():
     cascade = sanity.cascading_randomisation(model, x, 0)
     fig = sanity.plot_cascade(cascade, reference=sanity.reference_table("adebayo2018"))
     assert len(fig.axes) == 4
+    legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["gradient", "DeConvNet", "guided backprop"]  # each rule's own label
     masks = torch.zeros(2, 2, 16, 16, dtype=torch.bool)
     masks[:, 0, :4], masks[:, 1, -4:] = True, True
     cs = sanity.class_sensitivity(model, x, torch.tensor([[0, 1], [2, 3]]), masks)
-    assert len(sanity.plot_class_sensitivity(cs).axes) == 2
+    fig = sanity.plot_class_sensitivity(cs)
+    assert len(fig.axes) == 2
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["gradient", "DeConvNet", "guided backprop"]
 
 
 def test_maps_in_chunks_equal_one_call():
     model, x = small_cnn(9), images(5)
     t = torch.tensor([0, 1, 2, 3, 0])
-    chunked = sanity._maps(model, x, t, RULES, chunk=2)
-    whole = attribute(model, x, t, rule=list(RULES))
+    chunked = rule_maps(model, x, t, RULES, chunk=2)
+    whole = attribute(model, x, t, rules=RULES)
     for rule in RULES:
         torch.testing.assert_close(chunked[rule], whole[rule])
-    torch.testing.assert_close(sanity._maps(model, x, 3, RULES, chunk=2)["gradient"],
+    torch.testing.assert_close(rule_maps(model, x, 3, RULES, chunk=2)["gradient"],
                                attribute(model, x, 3, rule="gradient"))
 
 

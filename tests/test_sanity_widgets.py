@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from deconvlab import data, sanity
+from deconvlab.metrics import abs_normalise, diverging_normalise
 from deconvlab.models import TeachingCNN
 from deconvlab.viz import png_bytes
 from deconvlab.widgets.sanity_explorer import ClassSensitivityExplorer, RandomisationExplorer
@@ -38,8 +39,7 @@ def no_recomputation(monkeypatch):
         raise AssertionError("a slider move recomputed a map")
 
     def arm():
-        monkeypatch.setattr(sanity, "_maps", forbidden)
-        monkeypatch.setattr(sanity, "attribute", forbidden)
+        monkeypatch.setattr(sanity._maps, "attribute", forbidden)  # every check computes maps there
 
     return arm
 
@@ -57,12 +57,14 @@ def test_class_sensitivity_explorer_follows_the_image_slider(two_objects, no_rec
     for key, picture in e.pictures.items():
         assert picture.value != first[key], key
     # the picture is the abs-normalised map for A above the one for B
-    norm = sanity.abs_normalise(two_objects.maps["gradient"][2])
+    norm = abs_normalise(two_objects.maps["gradient"][2])
     gap = np.ones((2, norm.shape[-1]))
     assert e.pictures["gradient"].value == _grey_png(np.concatenate([norm[0], gap, norm[1]]), 2)
     a, b = (data.CLASSES[int(c)] for c in two_objects.labels[2])
     assert f"A = <b>{a}</b>, B = <b>{b}</b>" in e.readout.value
     assert f"{two_objects.spearman['deconvnet'][2]:+.2f}" in e.readout.value
+    assert "<td>DeConvNet</td>" in e.readout.value  # rules named by their own label
+    assert "guided backprop" in e.view.children[0].children[3].children[0].value  # column title
     assert e.last_redraw_seconds < 0.05
 
 
@@ -80,7 +82,7 @@ def test_randomisation_explorer_follows_stage_and_image(cascade, no_recomputatio
     value = cascade.ssim["guided_backprop"][2, 0]
     assert f"{value:+.2f}" in e.readout.value
     m = cascade.maps["deconvnet"][:, 0]
-    norm = sanity.abs_normalise(m)
+    norm = abs_normalise(m)
     gap = np.ones((2, norm.shape[-1]))
     assert e.pictures["deconvnet"].value == _grey_png(np.concatenate([norm[0], gap, norm[2]]), 2)
     e.controls["image"].value = 1
@@ -106,7 +108,7 @@ def test_display_toggle_shows_signed_maps(two_objects, cascade, no_recomputation
     r = RandomisationExplorer(cascade, scale=1)
     no_recomputation()
     e.controls["display"].value = "signed"
-    d = sanity.diverging_normalise(two_objects.maps["guided_backprop"][0])
+    d = diverging_normalise(two_objects.maps["guided_backprop"][0])
     gap = np.ones((2, d.shape[-1]))
     assert e.pictures["guided_backprop"].value == _grey_png(np.concatenate([0.5 + 0.5 * d[0], gap,
                                                                              0.5 + 0.5 * d[1]]), 1)
@@ -114,7 +116,7 @@ def test_display_toggle_shows_signed_maps(two_objects, cascade, no_recomputation
     r.controls["stage"].value = 1
     before = r.readout.value
     r.controls["display"].value = "signed"
-    d = sanity.diverging_normalise(cascade.maps["gradient"][:, 0])
+    d = diverging_normalise(cascade.maps["gradient"][:, 0])
     assert r.pictures["gradient"].value == _grey_png(np.concatenate([0.5 + 0.5 * d[0], gap, 0.5 + 0.5 * d[1]]), 1)
     assert r.readout.value == before  # the numbers do not depend on the display
     with pytest.raises(ValueError, match="display"):

@@ -15,8 +15,7 @@ three signals, and the selected rule's heat map over the image. The three signal
 signal has one map per channel; it is shown as the channel-max heat map ``max_c |signal|``
 (Simonyan et al., ICLR-W 2014, §3.1), enlarged to the image.
 
-:func:`mask_energy_fraction` and :func:`energy_concentration` are the two numbers the notebook uses
-to compare the maps: how much of a map's energy lies on the object, and how thinly it is spread.
+The caption gives each map's energy on the object, :func:`deconvlab.metrics.mask_energy_fraction`.
 """
 
 from __future__ import annotations
@@ -32,13 +31,12 @@ from torch import Tensor, nn
 
 from .. import viz
 from ..attribution import attribute
+from ..metrics import mask_energy_fraction
+from ..rules import BUILTIN_NAMES, BUILTIN_RULES
+from ..viz import rule_label
 from ._base import Explorer
 
-__all__ = ["RULES", "CNNExplorer", "energy_concentration", "mask_energy_fraction", "relu_layers"]
-
-#: The three rules, in the order they are shown.
-RULES: tuple[str, ...] = ("gradient", "deconvnet", "guided_backprop")
-_LABELS = {"gradient": "gradient", "deconvnet": "DeConvNet", "guided_backprop": "guided backprop"}
+__all__ = ["CNNExplorer", "relu_layers"]
 
 
 def relu_layers(model: nn.Module) -> list[str]:
@@ -47,66 +45,6 @@ def relu_layers(model: nn.Module) -> list[str]:
     if not isinstance(features, nn.Module):
         return []
     return [f"features.{name}" for name, m in features.named_modules() if isinstance(m, nn.ReLU)]
-
-
-def _energy(signal: Tensor, size: Sequence[int]) -> Tensor:
-    """``sum_c signal²`` as ``(N, H, W)``, enlarged (nearest) to ``size`` if the signal is smaller."""
-    signal = signal if signal.dim() == 4 else signal[None]
-    energy = signal.detach().float().pow(2).sum(1, keepdim=True)
-    if tuple(energy.shape[-2:]) != tuple(size):
-        energy = F.interpolate(energy, size=tuple(size), mode="nearest")
-    return energy[:, 0]
-
-
-def mask_energy_fraction(signal: Tensor, mask: Tensor) -> Tensor:
-    """Fraction of a map's energy ``sum_c s²`` that falls on the ground-truth mask.
-
-    Parameters
-    ----------
-    signal : Tensor
-        ``(N, C, h, w)`` (or ``(C, h, w)``) signals; a layer's smaller map is enlarged to the
-        mask (nearest neighbour) first.
-    mask : Tensor
-        ``(N, H, W)`` (or ``(H, W)``) boolean masks.
-
-    Returns
-    -------
-    Tensor
-        ``(N,)`` values in [0, 1] (0 for an all-zero map). A map that ignores the object scores
-        about the mask's area fraction.
-    """
-    mask = mask if mask.dim() == 3 else mask[None]
-    energy = _energy(signal, mask.shape[-2:])
-    total = energy.flatten(1).sum(1)
-    inside = (energy * mask).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.zeros_like(total))
-
-
-def energy_concentration(signal: Tensor, top: float = 0.05) -> Tensor:
-    """Share of a map's energy ``sum_c s²`` held by its brightest ``top`` fraction of pixels.
-
-    A map whose energy is spread thinly over the whole image (the noisy look of the plain
-    gradient) scores low; a sparse map that lights up a few edges scores close to 1. A map of
-    independent equal-energy pixels scores about ``top``.
-
-    Parameters
-    ----------
-    signal : Tensor
-        ``(N, C, H, W)`` (or ``(C, H, W)``).
-    top : float, default 0.05
-        Fraction of pixels counted (at least one pixel).
-
-    Returns
-    -------
-    Tensor
-        ``(N,)`` values in [0, 1] (0 for an all-zero map).
-    """
-    signal = signal if signal.dim() == 4 else signal[None]
-    energy = signal.detach().float().pow(2).sum(1).flatten(1)
-    k = max(1, round(top * energy.shape[1]))
-    total = energy.sum(1)
-    brightest = energy.topk(k, dim=1).values.sum(1)
-    return torch.where(total > 0, brightest / total.clamp_min(1e-30), torch.zeros_like(total))
 
 
 def _frame(tile: np.ndarray, colour: Sequence[float], width: int = 2) -> np.ndarray:
@@ -185,7 +123,7 @@ class CNNExplorer(Explorer):
             "target": widgets.Dropdown(
                 options=[("predicted", "predicted")] + [(f"{t}: {self.classes[t]}", int(t)) for t in targets],
                 value="predicted", description="target"),
-            "rule": widgets.ToggleButtons(options=[(_LABELS[r], r) for r in RULES], value="guided_backprop",
+            "rule": widgets.ToggleButtons(options=[(rule.label, rule.name) for rule in BUILTIN_RULES], value="guided_backprop",
                                           description="overlay"),
             "layer": widgets.Dropdown(options=["input", *self.layers], value="input",
                                       description="signal at"),
@@ -223,14 +161,14 @@ class CNNExplorer(Explorer):
         """The three signals ``{rule: (C, h, w)}`` for an image, class and layer (cached).
 
         Defaults are the controls' current values. One forward pass and three backward passes
-        (``deconvlab.attribute(..., rule=[...])``) on a miss.
+        (``deconvlab.attribute(..., rules=[...])``) on a miss.
         """
         index = self.controls["image"].value if index is None else int(index)
         target = self.target_class() if target is None else int(target)
         layer = self.controls["layer"].value if layer is None else layer
         key = (index, target, layer)
         if key not in self._cache:
-            signals = attribute(self.model, self.images[index:index + 1], target, rule=list(RULES),
+            signals = attribute(self.model, self.images[index:index + 1], target, rules=BUILTIN_NAMES,
                                 layer=None if layer == "input" else layer)
             self._cache[key] = {rule: signal[0] for rule, signal in signals.items()}
             self.computed += 1
@@ -271,7 +209,7 @@ class CNNExplorer(Explorer):
         index, layer, chosen = (self.controls[k].value for k in ("image", "layer", "rule"))
         maps = self.maps()
         tiles = [self._input_tile(index)]
-        for rule in RULES:
+        for rule in BUILTIN_NAMES:
             tile = self._rule_tile(maps[rule], layer, index)
             tiles.append(_frame(tile, (1.0, 0.85, 0.0)) if rule == chosen else tile)
         over = viz.overlay(viz.as_image(self.images[index], imagenet=self.imagenet), self._heat(maps[chosen]))
@@ -292,13 +230,13 @@ class CNNExplorer(Explorer):
         parts.append(f"explaining: <b>{html.escape(self.classes[target])}</b>")
         where = "input pixels" if layer == "input" else f"layer {html.escape(layer)} (channel-max |signal|)"
         line2 = (f"Panels: input{' with ground-truth outline' if self.masks is not None else ''} · "
-                 + " · ".join(_LABELS[r] for r in RULES)
-                 + f" · {_LABELS[chosen]} over the image. Signal at {where}.")
+                 + " · ".join(rule.label for rule in BUILTIN_RULES)
+                 + f" · {rule_label(chosen)} over the image. Signal at {where}.")
         if self.masks is not None:
             maps = self.maps()
             mask = self.masks[index]
             fractions = ", ".join(
-                f"{_LABELS[r]} {float(mask_energy_fraction(maps[r], mask)[0]):.2f}" for r in RULES)
+                f"{rule.label} {float(mask_energy_fraction(maps[rule.name], mask)[0]):.2f}" for rule in BUILTIN_RULES)
             area = float(self.masks[index].float().mean())
             line2 += f"<br>Energy on the object: {fractions} (object area: {area:.2f})."
         return " · ".join(parts) + "<br>" + line2

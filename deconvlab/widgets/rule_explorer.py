@@ -7,7 +7,7 @@ Each rule replaces the backward of ReLU by :math:`\operatorname{ReLU}^*(x, p)`, 
 * DeConvNet [DECONV]: ``p·[p>0]`` (``x`` is ignored)
 * guided backprop [GBP]: ``p·[x>0]·[p>0]``
 
-:func:`rule_plane` evaluates a rule (the library's own function from
+:func:`deconvlab.metrics.rule_plane` evaluates a rule (the library's own function from
 :mod:`deconvlab.rules`) over a grid of the ``(x, p)`` plane; :class:`RuleExplorer`
 shows the three planes with the current point marked and the three values
 live; :func:`plot_rule_planes` draws the planes with labelled axes (matplotlib).
@@ -28,37 +28,14 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 
+from ..metrics import relu_star, rule_plane
 from ..rules import BUILTIN_NAMES, RuleLike, get_rule
 from ..viz import png_bytes
 from ._base import Explorer
 
-__all__ = ["RuleExplorer", "plot_rule_planes", "relu_star", "rule_plane"]
+__all__ = ["RuleExplorer", "plot_rule_planes"]
 
 _CMAP = "RdBu_r"  # red > 0, white = 0, blue < 0
-
-
-def relu_star(rule: RuleLike, x: float, p: float) -> float:
-    """``ReLU*(x, p)`` of ``rule`` at one point, by the rule's own function."""
-    return float(get_rule(rule).backward(torch.tensor(float(x)), torch.tensor(float(p))))
-
-
-def rule_plane(rule: RuleLike, extent: float = 1.0, resolution: int = 81) -> np.ndarray:
-    """``ReLU*(x, p)`` of ``rule`` on a ``resolution``² grid of ``[-extent, extent]``².
-
-    Returns an array indexed ``[row, column]``: columns run over ``x`` from
-    ``-extent`` to ``extent`` (left to right), rows over ``p`` from ``+extent``
-    down to ``-extent`` (top to bottom), as in a plot with ``p`` upwards.
-    ``resolution`` must be odd, so that ``x = 0`` and ``p = 0`` lie on the grid.
-    """
-    if resolution % 2 == 0 or resolution < 3:
-        raise ValueError(
-            f"resolution must be odd (and at least 3) so that x = 0 and p = 0 are on the grid, "
-            f"got {resolution}"
-        )
-    half = (resolution - 1) // 2
-    axis = torch.arange(-half, half + 1) * (extent / half)  # exactly 0 in the middle
-    p, x = torch.meshgrid(axis.flip(0), axis, indexing="ij")
-    return get_rule(rule).backward(x, p).numpy().astype(np.float32)
 
 
 def _plane_rgb(values: np.ndarray, extent: float, scale: int) -> np.ndarray:

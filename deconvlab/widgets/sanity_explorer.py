@@ -14,9 +14,10 @@ Both take a result already computed by :mod:`deconvlab.sanity` (so the notebook'
 numbers and the pictures come from the same maps) and encode every picture once,
 at construction; a slider move only swaps cached PNGs and one HTML readout.
 A toggle shows the maps the two ways Adebayo et al. compare them: ``|map|`` summed
-over channels and scaled to its 99th percentile (:func:`deconvlab.sanity.abs_normalise`,
+over channels and scaled to its 99th percentile (:func:`deconvlab.metrics.abs_normalise`,
 white = large), or the signed map summed over channels
-(:func:`deconvlab.sanity.diverging_normalise`: grey = 0, white > 0, black < 0).
+(:func:`deconvlab.metrics.diverging_normalise`: grey = 0, white > 0, black < 0).
+Rules are titled by their label and equation, read from the rule (:func:`deconvlab.viz.rule_heading`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 import numpy as np
 
-from ..viz import as_image, outline_mask, png_bytes
+from ..metrics import abs_normalise, diverging_normalise
+from ..viz import as_image, outline_mask, png_bytes, rule_heading, rule_label
 from ._base import Explorer
-from .rule_explorer import EQUATIONS
 
-if TYPE_CHECKING:  # deconvlab.sanity imports SciPy's statistics: only when an explorer is built
+if TYPE_CHECKING:
     import torch
 
     from ..sanity import CascadeResult, ClassSensitivityResult
@@ -48,11 +49,9 @@ _COLOURS = ((0.0, 1.0, 0.0), (1.0, 0.0, 1.0))  # outline of object A (green) and
 def display_arrays(maps: torch.Tensor, display: str) -> np.ndarray:
     """``(N, C, H, W)`` signed maps as ``(N, H, W)`` grey pictures in [0, 1].
 
-    ``"|map|"``: :func:`~deconvlab.sanity.abs_normalise`; ``"signed"``:
-    ``0.5 + 0.5 ·`` :func:`~deconvlab.sanity.diverging_normalise`.
+    ``"|map|"``: :func:`~deconvlab.metrics.abs_normalise`; ``"signed"``:
+    ``0.5 + 0.5 ·`` :func:`~deconvlab.metrics.diverging_normalise`.
     """
-    from ..sanity import abs_normalise, diverging_normalise
-
     if display == "|map|":
         return abs_normalise(maps)
     if display == "signed":
@@ -72,11 +71,6 @@ def _grey(a: np.ndarray) -> np.ndarray:
 
 def _column(title: str, image: widgets.Image) -> widgets.VBox:
     return widgets.VBox([widgets.HTML(title), image])
-
-
-def _rule_title(rule: str) -> str:
-    eq = EQUATIONS.get(rule)
-    return f"<b>{html.escape(rule)}</b>" + (f"<br><code>{eq}</code>" if eq else "")
 
 
 def _toggle() -> widgets.ToggleButtons:
@@ -135,7 +129,7 @@ class ClassSensitivityExplorer(Explorer):
         self.readout = widgets.HTML()
         self.legend = widgets.HTML()
         titles = {"input": "<b>input</b><br>A green (top), B magenta (bottom)"}
-        columns = [_column(titles.get(k, _rule_title(k)), img) for k, img in self.pictures.items()]
+        columns = [_column(titles.get(k, rule_heading(k)), img) for k, img in self.pictures.items()]
         controls = {
             "image": widgets.IntSlider(value=0, min=0, max=n - 1, description="image"),
             "display": _toggle(),
@@ -151,7 +145,8 @@ class ClassSensitivityExplorer(Explorer):
         for rule in self.rules:
             e = r.energy[rule][i]
             rows.append(
-                f"<tr><td>{rule}</td><td style='text-align:right'>{r.spearman[rule][i]:+.2f}</td>"
+                f"<tr><td>{html.escape(rule_label(rule))}</td>"
+                f"<td style='text-align:right'>{r.spearman[rule][i]:+.2f}</td>"
                 f"<td style='text-align:right'>{r.spearman_signed[rule][i]:+.2f}</td>"
                 f"<td style='text-align:right'>{e[0, 0]:.2f} / {e[0, 1]:.2f}</td>"
                 f"<td style='text-align:right'>{e[1, 0]:.2f} / {e[1, 1]:.2f}</td></tr>"
@@ -220,7 +215,7 @@ class RandomisationExplorer(Explorer):
         self.readout = widgets.HTML()
         self.legend = widgets.HTML()
         titles = {"input": "<b>input</b>"}
-        columns = [_column(titles.get(k, _rule_title(k)), img) for k, img in self.pictures.items()]
+        columns = [_column(titles.get(k, rule_heading(k)), img) for k, img in self.pictures.items()]
         controls = {
             "stage": widgets.IntSlider(value=0, min=0, max=n_stages - 1, description="randomised"),
             "image": widgets.IntSlider(value=0, min=0, max=n - 1, description="image"),
@@ -234,7 +229,7 @@ class RandomisationExplorer(Explorer):
         r = self.result
         done = ", ".join(self.stage_labels[1 : stage + 1]) or "nothing"
         rows = "".join(
-            f"<tr><td>{rule}</td>"
+            f"<tr><td>{html.escape(rule_label(rule))}</td>"
             + "".join(
                 f"<td style='text-align:right'>{getattr(r, metric)[rule][stage, i]:+.2f} "
                 f"({self._means[metric][rule][stage]:+.2f})</td>"

@@ -1,0 +1,50 @@
+"""The few private PyTorch names deconvlab relies on still exist and behave as assumed.
+
+Each one is used only where PyTorch has no public equivalent (see the comments at the
+call sites in deconvlab/context.py). If PyTorch renames or changes one, this file fails
+first, naming it, instead of the context manager breaking in a user's notebook.
+"""
+
+import torch
+import torch.nn.functional as F
+
+import deconvlab as dl
+
+
+def test_the_function_mode_stack_can_be_read():
+    mode = torch.overrides.TorchFunctionMode()
+    before = torch.overrides._get_current_function_mode_stack()
+    with mode:
+        assert torch.overrides._get_current_function_mode_stack() == [*before, mode]
+    assert torch.overrides._get_current_function_mode_stack() == before
+
+
+def test_a_mode_can_be_popped_and_pushed_back():
+    mode = torch.overrides.TorchFunctionMode()
+    depth = torch._C._len_torch_function_stack()
+    with mode:
+        assert torch._C._len_torch_function_stack() == depth + 1
+        assert torch._C._pop_torch_function_stack() is mode
+        assert torch._C._len_torch_function_stack() == depth
+        torch._C._push_on_torch_function_stack(mode)
+    assert torch._C._len_torch_function_stack() == depth
+
+
+def test_functional_activations_live_in_torch_c_nn():
+    assert F.gelu is torch._C._nn.gelu
+    for name in ("gelu", "silu", "hardswish", "leaky_relu", "elu", "hardtanh", "softplus"):
+        assert callable(getattr(torch._C._nn, name)), name
+
+
+def test_our_mode_leaves_from_below_a_users_mode_and_the_users_mode_stays():
+    class Users(torch.overrides.TorchFunctionMode):
+        pass
+
+    users = Users()
+    rule = dl.backward_rule("deconvnet")
+    rule.__enter__()
+    users.__enter__()
+    rule.__exit__(None, None, None)
+    assert torch.overrides._get_current_function_mode_stack() == [users]
+    users.__exit__(None, None, None)
+    assert torch.overrides._get_current_function_mode_stack() == []
