@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Target", "check_batch", "check_input", "check_model", "find_layer", "seed_from_target"]
+__all__ = ["Target", "bias_of", "check_batch", "check_input", "check_model", "find_layer", "seed_from_target"]
 
 Target = Union[int, Sequence[int], np.ndarray, Tensor]
 
@@ -117,3 +117,10 @@ def find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
         raise ValueError(f"unknown layer {layer!r}; the model's layers are: {shown}")
     return layer, modules[layer]
+
+
+def bias_of(layer: nn.Conv2d | nn.Linear) -> Tensor:
+    """``layer.bias``; refuses a layer built with ``bias=False`` (whose ``.bias`` is None)."""
+    if layer.bias is None:
+        raise ValueError(f"this {type(layer).__name__} has no bias (it was built with bias=False)")
+    return layer.bias

@@ -98,7 +98,8 @@ def _load_input(args, size: int, imagenet: bool, preprocess):
         name = args.sample
         if name in data.CLASSES:
             ds = data.shape_sample(name, seed=args.seed)
-            x, mask = ds.images, ds.masks
+            x = ds.images
+            mask: torch.Tensor | None = ds.masks
             if imagenet:
                 x = _to_imagenet(x, size)
                 mask = None
@@ -148,12 +149,14 @@ def _target(spec: str, categories: Sequence[str], logits: torch.Tensor) -> int:
 
 
 def _rules(spec: str) -> list[str]:
-    """The canonical names of ``--rule``: ``all`` (the built-in rules) or comma-separated names and aliases."""
+    """The canonical names of ``--rule``: ``all`` (the built-in rules) or comma-separated names, aliases."""
     if spec == "all":
         return list(BUILTIN_NAMES)
     names = [r.strip() for r in spec.split(",") if r.strip()]
     if not names:
-        raise CLIError(f"--rule {spec!r} names no rule; give all, or names such as {', '.join(BUILTIN_NAMES)}")
+        raise CLIError(
+            f"--rule {spec!r} names no rule; give all, or names such as {', '.join(BUILTIN_NAMES)}"
+        )
     try:
         return list(dict.fromkeys(get_rule(name).name for name in names))
     except (ValueError, TypeError) as err:

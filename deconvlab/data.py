@@ -303,14 +303,14 @@ class _Canvas:
         if clutter > 0 and rng.random() < 0.3 * clutter:  # one stroke across the foreground
             win, m = self._stroke(rng)
             _paint(img, win, m, _random_colours(rng, 1)[0])
-            masks[(slice(None), *win)] &= ~m
+            masks[(slice(None), win[0], win[1])] &= ~m
         np.clip(img, 0.0, 1.0, out=img)
         return img, labels, masks
 
 
 def _paint(img: np.ndarray, win: tuple[slice, slice], mask: np.ndarray, colour) -> None:
     """Set the pixels of ``mask`` (defined on window ``win``) to ``colour``."""
-    img[(slice(None), *win)][:, mask] = colour[:, None]
+    img[(slice(None), win[0], win[1])][:, mask] = colour[:, None]
 
 
 def _star_radius(phi: np.ndarray, points: int = 5, inner: float = 0.42) -> np.ndarray:
@@ -390,7 +390,7 @@ def _load_photo(name: str) -> np.ndarray:
         import matplotlib.cbook
         from PIL import Image
 
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        with open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), "rb") as f:
             return np.array(Image.open(f).convert("RGB"))
     import skimage.data
 

@@ -25,6 +25,7 @@ from unittest import mock
 import torch
 from torch import nn
 
+from .checks import bias_of
 from .data import CLASSES
 
 __all__ = [
@@ -145,21 +146,27 @@ def fold_batchnorm(model: TeachingCNN) -> TeachingCNN:
     Each ``Conv -> BN`` pair becomes one convolution with weight ``w * g / sqrt(v + eps)`` and bias
     ``(b - m) * g / sqrt(v + eps) + beta`` (Ioffe & Szegedy 2015, eval-mode BN is affine).
     """
-    plain = TeachingCNN(model.classifier[-1].out_features, model.config, batchnorm=False)
+    head = model.classifier[-1]
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"the classifier must end with nn.Linear, not {type(head).__name__}")
+    plain = TeachingCNN(head.out_features, model.config, batchnorm=False)
     convs = [m for m in plain.features if isinstance(m, nn.Conv2d)]
     src = list(model.features)
     k = 0
     for i, m in enumerate(src):
         if not isinstance(m, nn.Conv2d):
             continue
-        w, b = m.weight.clone(), m.bias.clone()
-        if i + 1 < len(src) and isinstance(src[i + 1], nn.BatchNorm2d):
-            bn = src[i + 1]
+        w, b = m.weight.clone(), bias_of(m).clone()
+        bn = src[i + 1] if i + 1 < len(src) else None
+        if isinstance(bn, nn.BatchNorm2d):
+            if bn.running_mean is None or bn.running_var is None:
+                raise ValueError("cannot fold a BatchNorm2d without running statistics "
+                                 "(track_running_stats=False)")
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             w = w * scale.view(-1, 1, 1, 1)
             b = (b - bn.running_mean) * scale + bn.bias
         convs[k].weight.copy_(w)
-        convs[k].bias.copy_(b)
+        bias_of(convs[k]).copy_(b)
         k += 1
     plain.classifier.load_state_dict(model.classifier.state_dict())
     plain.classes = model.classes

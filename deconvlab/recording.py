@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.graph import get_gradient_edge
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.utils.hooks import RemovableHandle
 
 from .checks import check_input, check_model, find_layer
@@ -26,7 +27,10 @@ from .model_state import evaluating, removing
 from .relu import RuleSlot
 from .rules import Rule
 
-__all__ = ["Forward", "LayerProbe", "Recording", "recording"]
+__all__ = ["Forward", "LayerProbe", "Recording", "Wrt", "recording"]
+
+#: What a backward pass differentiates with respect to: a tensor, or the gradient edge of one.
+Wrt = Union[Tensor, GradientEdge]
 
 
 class StopForward(Exception):
@@ -44,7 +48,7 @@ class LayerProbe:
     def reset(self) -> None:
         self.calls = 0
         self.output: Tensor | None = None
-        self.edge: object = None
+        self.edge: GradientEdge | None = None
 
     def __call__(self, module: nn.Module, args: object, output: object) -> None:
         self.calls += 1
@@ -71,7 +75,7 @@ class LayerProbe:
             )
         return self.output
 
-    def wrt(self) -> object:
+    def wrt(self) -> Wrt:
         """What to differentiate with respect to: the gradient edge of the layer's output."""
         output = self.checked_output()
         return self.edge if self.edge is not None else output
@@ -171,7 +175,7 @@ class Recording:
     can call it again and again.
     """
 
-    def __init__(self, slot: RuleSlot, rules: dict[str, Rule], output: Tensor, seed: Tensor, wrt: object):
+    def __init__(self, slot: RuleSlot, rules: dict[str, Rule], output: Tensor, seed: Tensor, wrt: Wrt):
         self.slot, self.rules = slot, rules
         self.output, self.seed, self.wrt = output, seed, wrt
 

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from .checks import bias_of
 
 __all__ = [
     "TINY_BIASES",
@@ -79,14 +82,17 @@ def tiny_network(
     fc = nn.Linear(8, 1, bias=False)
     with torch.no_grad():
         conv.weight.fill_(1.0)
-        conv.bias.copy_(torch.tensor(biases, dtype=torch.float32))
+        bias_of(conv).copy_(torch.tensor(biases, dtype=torch.float32))
         fc.weight.copy_(torch.tensor(linear_weights, dtype=torch.float32).view(1, 8))
     layers = [("conv", conv), ("relu1", nn.ReLU()), ("flatten", nn.Flatten()),
               ("fc", fc), ("relu2", nn.ReLU())]
     return nn.Sequential(OrderedDict(layers)).eval()
 
 
-def _seeded(model: nn.Module, seed: int) -> nn.Module:
+_Model = TypeVar("_Model", bound=nn.Module)
+
+
+def _seeded(model: _Model, seed: int) -> _Model:
     """Re-initialise ``model``'s layers from a fixed seed (He init), eval mode."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -94,7 +100,7 @@ def _seeded(model: nn.Module, seed: int) -> nn.Module:
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 fan_in = module.weight[0].numel()
                 module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
-                module.bias.uniform_(-0.1, 0.1, generator=generator)
+                bias_of(module).uniform_(-0.1, 0.1, generator=generator)
     return model.eval()
 
 

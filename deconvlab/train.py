@@ -23,13 +23,13 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from .data import CLASSES, shapes
-from .models import TEACHING_WEIGHTS, TeachingCNN, fold_batchnorm
+from .models import TEACHING_CONFIG, TEACHING_WEIGHTS, TeachingCNN, fold_batchnorm
 
 __all__ = ["HELDOUT_SEED", "evaluate", "main", "save", "train"]
 
@@ -125,8 +125,7 @@ def train(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            kwargs = {} if config is None else {"config": tuple(config)}
-            model = TeachingCNN(batchnorm=True, **kwargs)
+            model = TeachingCNN(config=TEACHING_CONFIG if config is None else tuple(config), batchnorm=True)
             gen = torch.Generator().manual_seed(seed)
             _fit(model, steps, batch_size, seed, lr, weight_decay, warmup, clutter, gen, log,
                  log_every)
@@ -140,8 +139,9 @@ def _fit(model, steps, batch_size, seed, lr, weight_decay, warmup, clutter_max, 
          log_every):
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     other = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups: list[dict[str, Any]] = [{"params": decay}, {"params": other, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(
-        [{"params": decay}, {"params": other, "weight_decay": 0.0}],
+        groups,
         lr=lr,
         weight_decay=weight_decay,
     )

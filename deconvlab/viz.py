@@ -89,7 +89,9 @@ def as_image(x, imagenet: bool = False) -> np.ndarray:
     if imagenet:
         from .data import IMAGENET_MEAN, IMAGENET_STD
 
-        img = img * np.float32(IMAGENET_STD)[:, None, None] + np.float32(IMAGENET_MEAN)[:, None, None]
+        std = np.array(IMAGENET_STD, dtype=np.float32)
+        mean = np.array(IMAGENET_MEAN, dtype=np.float32)
+        img = img * std[:, None, None] + mean[:, None, None]
     img = np.clip(img, 0.0, 1.0)
     return img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
 
@@ -225,7 +227,9 @@ def png_bytes(array, scale: int = 1, compress_level: int = 1) -> bytes:
         a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
     im = Image.fromarray(a)
     if scale != 1:
-        im = im.resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+        # resample=0 is Image.NEAREST, which Pillow defines at run time (invisible to mypy); its
+        # Image.Resampling.NEAREST needs Pillow >= 9.1.
+        im = im.resize((a.shape[1] * scale, a.shape[0] * scale), resample=0)
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()

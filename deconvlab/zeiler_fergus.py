@@ -90,7 +90,7 @@ def pool_backward_by_unpooling(
     """
     stride = kernel_size if stride is None else stride
     _, switches = F.max_pool2d(x, kernel_size, stride, return_indices=True)
-    return F.max_unpool2d(grad_output, switches, kernel_size, stride, output_size=x.shape[-2:])
+    return F.max_unpool2d(grad_output, switches, _pair(kernel_size), _pair(stride), output_size=x.shape[-2:])
 
 
 def pool_backward_by_autograd(
@@ -235,6 +235,11 @@ def receptive_field(model: nn.Module, layer: str | nn.Module) -> ReceptiveField:
         if list(module.children()):
             continue
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            if isinstance(module.padding, str):
+                raise ValueError(
+                    f"cannot compute a receptive field through {leaf_name!r}: its padding is "
+                    f"{module.padding!r}; only numeric padding is supported"
+                )
             k, s, q = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
             d = _pair(getattr(module, "dilation", 1))
             for a in range(2):
@@ -248,7 +253,7 @@ def receptive_field(model: nn.Module, layer: str | nn.Module) -> ReceptiveField:
             )
         if module is last_leaf:
             break
-    return ReceptiveField(tuple(size), tuple(jump), tuple(offset))
+    return ReceptiveField((size[0], size[1]), (jump[0], jump[1]), (offset[0], offset[1]))
 
 
 # --------------------------------------------------------------------------------------------

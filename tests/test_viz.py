@@ -105,7 +105,7 @@ def test_figure_grid_rules_by_images():
         axes = fig.get_axes()
         assert len(axes) == 2 * 4
         titles = [ax.get_title() for ax in axes]
-        assert titles[1] == "gradient\nstar" and titles[7] == "guided_backprop\nring"
+        assert titles[1] == "gradient\nstar" and titles[7] == "guided backprop\nring"
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     assert buf.getvalue()[:4] == b"\x89PNG"

@@ -37,10 +37,11 @@ def reinitialise_(module: nn.Module) -> None:
     zero bias; linear layers: ``N(0, 0.01²)`` weights and zero bias; any other layer
     its own ``reset_parameters()``. Uses torch's global generator (seed it first).
     """
+    reset = getattr(module, "reset_parameters", None)
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         init_weights(module)
-    elif hasattr(module, "reset_parameters"):
-        module.reset_parameters()
+    elif callable(reset):
+        reset()
     else:
         raise TypeError(f"do not know how to re-initialise {type(module).__name__}")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..checks import bias_of
 from ..metrics import changed_fraction, relative_difference
 from ..rules import BUILTIN_NAMES
 from ._maps import rule_maps
@@ -31,14 +32,16 @@ class ShiftedInputConv2d(nn.Module):
             raise ValueError("only convolutions with numeric zero padding are supported")
         self.shift = float(shift)
         self.padding = tuple(p for p in conv.padding[::-1] for _ in range(2))  # F.pad order
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
         self.conv = nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
-            conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
+            conv.in_channels, conv.out_channels, (kh, kw), (sh, sw), 0,
+            (dh, dw), conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
         )
+        new_bias = bias_of(self.conv)
         with torch.no_grad():
             self.conv.weight.copy_(conv.weight)
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(self.conv.bias)
-            self.conv.bias.copy_(bias - self.shift * conv.weight.sum(dim=(1, 2, 3)))
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(new_bias)
+            new_bias.copy_(bias - self.shift * conv.weight.sum(dim=(1, 2, 3)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(nn.functional.pad(x, self.padding, value=self.shift))

@@ -123,8 +123,8 @@ class CNNExplorer(Explorer):
             "target": widgets.Dropdown(
                 options=[("predicted", "predicted")] + [(f"{t}: {self.classes[t]}", int(t)) for t in targets],
                 value="predicted", description="target"),
-            "rule": widgets.ToggleButtons(options=[(rule.label, rule.name) for rule in BUILTIN_RULES], value="guided_backprop",
-                                          description="overlay"),
+            "rule": widgets.ToggleButtons(options=[(rule.label, rule.name) for rule in BUILTIN_RULES],
+                                          value="guided_backprop", description="overlay"),
             "layer": widgets.Dropdown(options=["input", *self.layers], value="input",
                                       description="signal at"),
         }
@@ -189,8 +189,8 @@ class CNNExplorer(Explorer):
         heat = viz.saliency(signal)
         size = self.images.shape[-2:]
         if heat.shape != tuple(size):
-            heat = torch.from_numpy(heat)[None, None]
-            heat = F.interpolate(heat, size=tuple(size), mode="nearest")[0, 0].numpy()
+            batch = torch.from_numpy(heat)[None, None]
+            heat = F.interpolate(batch, size=tuple(size), mode="nearest")[0, 0].numpy()
         return heat
 
     def _rule_tile(self, signal: Tensor, layer: str, index: int) -> np.ndarray:
@@ -236,7 +236,8 @@ class CNNExplorer(Explorer):
             maps = self.maps()
             mask = self.masks[index]
             fractions = ", ".join(
-                f"{rule.label} {float(mask_energy_fraction(maps[rule.name], mask)[0]):.2f}" for rule in BUILTIN_RULES)
+                f"{rule.label} {float(mask_energy_fraction(maps[rule.name], mask)[0]):.2f}"
+                for rule in BUILTIN_RULES)
             area = float(self.masks[index].float().mean())
             line2 += f"<br>Energy on the object: {fractions} (object area: {area:.2f})."
         return " · ".join(parts) + "<br>" + line2

@@ -23,8 +23,8 @@ import numpy as np
 from torch import Tensor, nn
 
 from .. import viz
-from ..zeiler_fergus import ReceptiveField, TopActivations, channel_maxima, project_top, receptive_field
 from ..rules import get_rule
+from ..zeiler_fergus import ReceptiveField, TopActivations, channel_maxima, project_top, receptive_field
 from ._base import Explorer
 from .cnn_explorer import relu_layers
 
@@ -165,7 +165,7 @@ class ProjectionExplorer(Explorer):
 
     def _grid(self, layer: str, top: TopActivations, signals: dict[str, Tensor], zoom: bool) -> np.ndarray:
         """Rows: images (receptive field of the strongest unit boxed), then one row per rule."""
-        size = tuple(self.images.shape[-2:])
+        size = (self.images.shape[-2], self.images.shape[-1])
         field = self.fields[layer]
         boxes = [field.box(position, size) if field is not None else (0, size[0], 0, size[1])
                  for position in top.positions.tolist()]

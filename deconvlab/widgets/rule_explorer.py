@@ -26,7 +26,6 @@ from collections.abc import Sequence
 
 import ipywidgets as widgets
 import numpy as np
-import torch
 
 from ..metrics import relu_star, rule_plane
 from ..rules import BUILTIN_NAMES, RuleLike, get_rule

@@ -13,8 +13,8 @@ gradient (the signal is computed with :func:`torch.autograd.grad`).
 from __future__ import annotations
 
 from collections import OrderedDict
-from contextlib import nullcontext
-from typing import Callable, Union
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from ...recording import recording
 from ..utils import imsmooth
 
 __all__ = [
+    "ContextBuilder",
     "NullContext",
     "Probe",
     "get_backward_gradient",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 Resize = Union[bool, tuple[int, int]]
+
+#: Makes the context the backward pass runs in (TorchRay's ``context_builder``), e.g. a class.
+ContextBuilder = Callable[[], AbstractContextManager[Any]]
 
 
 class NullContext(nullcontext):
@@ -106,7 +110,7 @@ def saliency(
     resize: Resize = False,
     resize_mode: str = "bilinear",
     smooth: float = 0,
-    context_builder: Callable[[], object] = NullContext,
+    context_builder: ContextBuilder = NullContext,
     gradient_to_saliency: Callable[[Tensor], Tensor] = gradient_to_saliency,
     get_backward_gradient: Callable[[Tensor, Target], Tensor] = get_backward_gradient,
     debug: bool = False,
@@ -122,7 +126,7 @@ def saliency(
         if debug:
             probes.update((name, Probe(module)) for name, module in model.named_modules())
             handles.extend(probe.handle for probe in probes.values())
-        with recording(model, input, context_builder(), layer) as forward:  # type: ignore[arg-type]
+        with recording(model, input, context_builder(), layer) as forward:
             assert forward.output is not None
             seed = get_backward_gradient(forward.output, target)
             wrt = forward.layer.wrt() if forward.layer is not None else forward.leaf

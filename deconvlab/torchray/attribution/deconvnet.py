@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ...context import backward_rule
 from ...rules import DECONVNET
-from .common import saliency
+from .common import ContextBuilder, saliency
 
 __all__ = ["DeConvNetContext", "DeConvNetReLU", "deconvnet"]
 
 
 class DeConvNetReLU(torch.autograd.Function):
-    """DeConvNet ReLU: forward ``relu(x)``; backward ``ReLU*(x, p) = p · [p > 0]`` (``DeConvNetReLU.apply(x)``)."""
+    """DeConvNet ReLU: forward ``relu(x)``; backward ``ReLU*(x, p) = p · [p > 0]``.
+
+    Use as ``DeConvNetReLU.apply(x)``.
+    """
 
     @staticmethod
     def forward(ctx: Any, input: Tensor) -> Tensor:
@@ -33,6 +36,8 @@ class DeConvNetContext(backward_rule):
         super().__init__(DECONVNET)
 
 
-def deconvnet(*args: Any, context_builder: Callable[[], object] = DeConvNetContext, **kwargs: Any) -> Any:
+def deconvnet(*args: Any, context_builder: ContextBuilder = DeConvNetContext, **kwargs: Any) -> Any:
     """DeConvNet saliency; same arguments as :func:`~.common.saliency`."""
-    return saliency(*args, context_builder=context_builder, **kwargs)
+    # saliency(*args, context_builder=context_builder, **kwargs), in a form mypy accepts
+    kwargs["context_builder"] = context_builder
+    return saliency(*args, **kwargs)

@@ -6,20 +6,23 @@ Unlike TorchRay's, which lets the signal through at ``x == 0``, the gate is clos
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ...context import backward_rule
 from ...rules import GUIDED_BACKPROP
-from .common import saliency
+from .common import ContextBuilder, saliency
 
 __all__ = ["GuidedBackpropContext", "GuidedBackpropReLU", "guided_backprop"]
 
 
 class GuidedBackpropReLU(torch.autograd.Function):
-    """Guided-backprop ReLU: backward ``ReLU*(x, p) = p · [x > 0] · [p > 0]`` (``GuidedBackpropReLU.apply(x)``)."""
+    """Guided-backprop ReLU: backward ``ReLU*(x, p) = p · [x > 0] · [p > 0]``.
+
+    Use as ``GuidedBackpropReLU.apply(x)``.
+    """
 
     @staticmethod
     def forward(ctx: Any, input: Tensor) -> Tensor:
@@ -41,7 +44,9 @@ class GuidedBackpropContext(backward_rule):
 
 
 def guided_backprop(
-    *args: Any, context_builder: Callable[[], object] = GuidedBackpropContext, **kwargs: Any
+    *args: Any, context_builder: ContextBuilder = GuidedBackpropContext, **kwargs: Any
 ) -> Any:
     """Guided-backprop saliency; same arguments as :func:`~.common.saliency`."""
-    return saliency(*args, context_builder=context_builder, **kwargs)
+    # saliency(*args, context_builder=context_builder, **kwargs), in a form mypy accepts
+    kwargs["context_builder"] = context_builder
+    return saliency(*args, **kwargs)
