@@ -1,7 +1,8 @@
-"""Shared fixtures: small deterministic CNNs that exercise max-pooling and ReLU."""
+"""Shared fixtures: small deterministic CNNs that exercise max-pooling and ReLU, and a rule
+registry restored after every test."""
 
-import os
 import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -9,8 +10,22 @@ import torch
 from torch import nn
 
 matplotlib.use("Agg")
-sys.path.insert(0, os.path.dirname(__file__))  # reference_backprop
+TESTS = Path(__file__).resolve().parent
+for _path in (TESTS, TESTS.parent):  # reference_backprop; the repository's tools/
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _restore_rule_registry():
+    """Undo every ``dl.register_rule`` a test makes (the registry is a module-level dict)."""
+    from deconvlab import rules
+
+    saved = dict(rules._REGISTRY)
+    yield
+    rules._REGISTRY.clear()
+    rules._REGISTRY.update(saved)
 
 
 def small_cnn(inplace: bool = True) -> nn.Sequential:

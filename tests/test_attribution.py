@@ -103,7 +103,7 @@ def test_one_return_type_per_call(cnn, images):
         dl.attribute(cnn, images, 2, rule=["gradient", "deconvnet"])
     with pytest.raises(TypeError, match="for one rule pass rule='deconvnet'"):
         dl.attribute(cnn, images, 2, rules="deconvnet")
-    with pytest.raises(TypeError, match="either rule= .* or rules="):
+    with pytest.raises(TypeError, match=r"either rule= .* or rules="):
         dl.project(cnn, images, "0", 1, rule="gradient", rules=["deconvnet"])
 
 

@@ -9,8 +9,8 @@ from PIL import Image
 from torch import nn
 
 import deconvlab as dl
-from deconvlab.models import TeachingCNN
 from deconvlab.metrics import energy_concentration, mask_energy_fraction
+from deconvlab.models import TeachingCNN
 from deconvlab.widgets.cnn_explorer import CNNExplorer, relu_layers
 from deconvlab.widgets.projection_explorer import ProjectionExplorer
 from deconvlab.zeiler_fergus import receptive_field

@@ -11,9 +11,9 @@ from PIL import Image
 
 import deconvlab as dl
 from deconvlab import toynets
+from deconvlab.metrics import rule_plane
 from deconvlab.models import TeachingCNN
 from deconvlab.widgets import CustomRuleExplorer, InputExplorer, RuleExplorer
-from deconvlab.metrics import rule_plane
 from deconvlab.widgets.rule_explorer import plot_rule_planes
 
 RULES = ["gradient", "deconvnet", "guided_backprop"]

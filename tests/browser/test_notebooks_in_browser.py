@@ -1,5 +1,6 @@
-"""Every notebook, run from JupyterLab in Chromium: cells executed, no errors, widgets rendered,
-and the first slider redraws its view within 2 s (see conftest.py for the harness)."""
+"""Every notebook, run from JupyterLab in Chromium: cells executed, no errors, every widget
+rendered (no error box), as many sliders rendered as the kernel built, and the first slider
+redraws its view within 2 s (the driver is ``tools.jupyterlab_driver``)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tools.colab_cell import COLAB_CELL
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
-
-# The first cell every notebook carries (see the README's Colab badges): it installs deconvlab on
-# Colab only and does nothing anywhere else.
-COLAB_CELL = """\
-# On Google Colab, install deconvlab first (this cell does nothing anywhere else).
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "deconvlab @ git+https://github.com/deconvlab/deconvlab"], check=True)
-"""
 
 SLIDER_NOTEBOOK = [
     COLAB_CELL,
@@ -87,6 +79,40 @@ ERROR_NOTEBOOK = [
     "y = 2",
 ]
 
+# What an ipywidgets 7 kernel sends to JupyterLab 4's ipywidgets 8 front end: controls models
+# at protocol version 1.5.0, which the front end cannot load. It shows an ErrorWidgetView box
+# ("Click to show javascript error.") where the slider should be.
+IPYWIDGETS7_SLIDER_NOTEBOOK = [
+    """\
+import ipywidgets as widgets
+from traitlets import Unicode
+
+
+class Ipywidgets7Slider(widgets.IntSlider):
+    _model_module_version = Unicode("1.5.0").tag(sync=True)
+    _view_module_version = Unicode("1.5.0").tag(sync=True)
+
+
+slider = Ipywidgets7Slider(value=3, max=10, description="level")
+label = widgets.Label("value 3")
+slider.observe(lambda change: setattr(label, "value", f"value {change['new']}"), names="value")
+widgets.VBox([slider, label])
+""",
+]
+
+# An explorer that builds two sliders but lays out only one: the student never sees the second.
+UNSHOWN_SLIDER_NOTEBOOK = [
+    """\
+import ipywidgets as widgets
+
+controls = {"image": widgets.IntSlider(max=7, description="image"),
+            "layer": widgets.IntSlider(max=3, description="layer")}
+label = widgets.Label("image 0")
+controls["image"].observe(lambda c: setattr(label, "value", f"image {c['new']}"), names="value")
+widgets.VBox([controls["image"], label])
+""",
+]
+
 BROKEN_WIDGET_NOTEBOOK = [
     """\
 from IPython.display import display
@@ -115,6 +141,7 @@ def test_notebook_in_browser(name, notebook_driver):
     run = notebook_driver.run(f"notebooks/{name}")
     run.assert_ok()
     assert run.report.executed_cells == run.report.code_cells > 0
+    assert run.report.sliders >= len(run.report.sliders_built)
 
 
 # ---- the harness itself, on generated notebooks (so it is tested even without notebooks/) ----
@@ -124,7 +151,7 @@ def test_harness_image_slider(notebook_driver, jupyter_lab):
     run = notebook_driver.run(_write_notebook(jupyter_lab, "image_slider.ipynb", SLIDER_NOTEBOOK))
     run.assert_ok()
     assert run.report.executed_cells == run.report.code_cells == 3
-    assert run.report.sliders == 1
+    assert run.report.sliders == 1 and run.report.sliders_built == ["IntSlider"]
     assert run.report.slider_view.startswith("img")
     assert 0 < run.report.slider_round_trip_ms < 2000
 
@@ -153,6 +180,28 @@ def test_harness_reports_broken_widgets(notebook_driver, jupyter_lab):
     assert any("Error displaying widget" in p for p in run.problems()), run.problems()
 
 
+def test_harness_reports_an_error_box(notebook_driver, jupyter_lab):
+    """The ipywidgets 7 kernel / ipywidgets 8 front end mismatch: an error box, no slider."""
+    run = notebook_driver.run(
+        _write_notebook(jupyter_lab, "ipywidgets7_slider.ipynb", IPYWIDGETS7_SLIDER_NOTEBOOK),
+        record=False, settle_timeout_s=5)
+    problems = run.problems()
+    assert any("widget error box" in p and "javascript error" in p for p in problems), problems
+    assert any("built 1 slider(s) (1 Ipywidgets7Slider) but 0 rendered" in p for p in problems), problems
+    assert run.report.sliders == 0
+
+
+def test_harness_reports_a_slider_never_shown(notebook_driver, jupyter_lab):
+    run = notebook_driver.run(
+        _write_notebook(jupyter_lab, "unshown_slider.ipynb", UNSHOWN_SLIDER_NOTEBOOK),
+        record=False, settle_timeout_s=5)
+    assert run.report.sliders_built == ["IntSlider", "IntSlider"]
+    assert run.report.sliders == 1
+    assert run.report.slider_round_trip_ms is not None  # the shown slider works...
+    assert any("built 2 slider(s) (2 IntSlider) but 1 rendered" in p  # ...the other is missing
+               for p in run.problems()), run.problems()
+
+
 def test_harness_reports_callback_errors(notebook_driver, jupyter_lab):
     run = notebook_driver.run(
         _write_notebook(jupyter_lab, "callback_error.ipynb", CALLBACK_ERROR_NOTEBOOK),
@@ -170,3 +219,4 @@ def test_harness_reports_a_missing_widget_front_end(driver_without_widget_manage
     problems = run.problems()
     assert any("text/plain" in p and "VBox(" in p for p in problems), problems
     assert run.report.sliders == 0  # nothing to move: the student sees only the repr
+    assert any("built 1 slider(s) (1 IntSlider) but 0 rendered" in p for p in problems), problems
