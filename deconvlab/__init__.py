@@ -58,7 +58,7 @@ __all__ = [
 
 #: Submodules imported on first use, by layer.
 SUBMODULES = (
-    "rules", "relu", "context", "recording", "checks", "model_state", "attribution",
+    "rules", "relu", "observations", "context", "recording", "checks", "model_state", "attribution",
     "metrics",
     "sanity", "zeiler_fergus", "toynets",
     "models", "data", "train",

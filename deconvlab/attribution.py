@@ -31,9 +31,11 @@ from typing import Union, overload
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge
 
 from .checks import Target, check_batch, seed_from_target
 from .context import active_rule, backward_rule
+from .observations import input_node, nodes_reaching, warn_untouched
 from .recording import Recording, recording
 from .relu import RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
@@ -82,12 +84,21 @@ def _rule_context(model: nn.Module, rules: dict[str, Rule]) -> tuple[AbstractCon
     """A context routing the ReLUs to one slot that can switch between ``rules``, and the slot.
 
     The gradient alone is plain autograd: with no other rule active in this thread
-    there is nothing to route, so the model runs untouched.
+    there is nothing to route, so the model runs untouched. The context itself does not
+    warn: :func:`_warn_untouched` does, knowing the gradient path.
     """
     slot = RuleSlot(*rules.values())
     if all(rule is GRADIENT for rule in slot.rules) and active_rule() is None:
         return nullcontext(), slot
-    return backward_rule(slot, module_names=_module_names(model)), slot
+    return backward_rule(slot, warn=False, module_names=_module_names(model)), slot
+
+
+def _warn_untouched(context: AbstractContextManager, output: Tensor, wrt: object) -> None:
+    """Warn about what the rules left alone on the path from ``output`` to ``wrt`` (the input or a layer)."""
+    if not isinstance(context, backward_rule) or context.only_gradient or context.last_seen is None:
+        return
+    target = wrt.node if isinstance(wrt, GradientEdge) else input_node(wrt)  # type: ignore[arg-type]
+    warn_untouched(context.last_seen, context.rules_text, on_path=nodes_reaching(output, [target]))
 
 
 def record(
@@ -111,6 +122,7 @@ def record(
         check_batch(forward.output, x)
         seed = seed_from_target(forward.output, target)
         wrt = forward.layer.wrt() if forward.layer is not None else forward.leaf
+    _warn_untouched(context, forward.output, wrt)
     return Recording(slot, selected, forward.output, seed, wrt)
 
 
@@ -253,5 +265,6 @@ def project(
         assert forward.layer is not None
         activation = forward.layer.checked_output()
         seed = _unit_seed(activation, channel, position)
+    _warn_untouched(context, activation, forward.leaf)
     signals = Recording(slot, selected, activation, seed, forward.leaf).signals()
     return next(iter(signals.values())) if single else signals

@@ -6,35 +6,42 @@ whatever its spelling: ``nn.ReLU`` (in place or not, one instance reused),
 ``F.relu``, ``F.relu_``, ``torch.relu``, ``torch.relu_``, ``Tensor.relu`` and
 ``Tensor.relu_``. In-place forms stay in place.
 
-How: nothing is patched. A :class:`torch.overrides.TorchFunctionMode` sees each
-call of those functions and routes it through :class:`~deconvlab.relu.RuleReLU`.
-PyTorch keeps the mode stack per thread, and so does this module, so a rule
-active in one thread never changes another thread's gradients. The rule is
-bound to a ReLU when the forward pass evaluates it, so ``.backward()`` may run
-inside or after the block.
+How: nothing is patched. A :class:`torch.overrides.TorchFunctionMode`, entered with its
+public ``__enter__``, sees each call of those functions and routes it through
+:class:`~deconvlab.relu.RuleReLU`. PyTorch keeps the mode stack per thread, and so does
+this module, so a rule active in one thread never changes another thread's gradients.
+The rule is bound to a ReLU when the forward pass evaluates it, so ``.backward()`` may
+run inside or after the block.
 
-Guarantees: on an exception or a ``KeyboardInterrupt`` the rule is removed; the
-innermost active context wins and the outer one comes back when it exits; the
-same context object may be entered again (also nested); contexts may exit in any
-order. Calls of other activations (GELU, SiLU, LeakyReLU, ...) keep their plain
-gradient; the context warns about them by name and place when it exits, and
-warns when no ReLU was evaluated at all.
+Guarantees: on an exception or a ``KeyboardInterrupt`` (at any point, also inside
+``__enter__`` and ``__exit__``) the rule is removed and the interrupt surfaces as it is;
+the innermost active context wins and the outer one comes back when it exits; the same
+context object may be entered again (also nested); contexts may exit in any order, also
+around the user's own function modes, which end exactly as they would without
+deconvlab. The state cannot drift: this thread's open contexts are one list, and
+every entry and exit first makes PyTorch's mode stack agree with it (:func:`_heal`).
+Calls of other nonlinearities (GELU, SiLU, Sigmoid, ...) keep their plain gradient; the
+context warns about them by kind and place when it exits (:mod:`deconvlab.observations`).
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
-from torch.utils.hooks import RemovableHandle
 
+from .observations import (
+    NoReLUWarning,
+    Observations,
+    UnsupportedActivationWarning,
+    activation_label,
+    warn_untouched,
+)
 from .relu import RuleReLU, RuleSlot
 from .rules import GRADIENT, Rule, RuleLike, get_rule
 
@@ -47,14 +54,6 @@ __all__ = [
 ]
 
 
-class UnsupportedActivationWarning(UserWarning):
-    """A non-ReLU activation ran under a rule: it keeps its plain gradient."""
-
-
-class NoReLUWarning(UserWarning):
-    """No ReLU ran under a rule: every rule then equals the plain gradient."""
-
-
 class InPlaceOnLeafError(RuntimeError):
     """An in-place ReLU was applied to a leaf tensor that requires grad (e.g. the model's input)."""
 
@@ -64,12 +63,12 @@ def _is_leaf_requiring_grad(x: torch.Tensor) -> bool:
     return x.requires_grad and base.is_leaf
 
 
-def _f_relu_inplace(args, kwargs) -> bool:
+def _f_relu_inplace(args: tuple, kwargs: dict) -> bool:
     return bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
 
 
 # Each ReLU spelling -> whether this call is in place. ``F.relu_`` is ``torch.relu_``.
-_RELU_SPELLINGS = {
+_RELU_SPELLINGS: dict[object, Callable[[tuple, dict], bool]] = {
     F.relu: _f_relu_inplace,
     torch.relu: lambda args, kwargs: False,
     torch.Tensor.relu: lambda args, kwargs: False,
@@ -77,118 +76,46 @@ _RELU_SPELLINGS = {
     torch.Tensor.relu_: lambda args, kwargs: True,
 }
 
-_OTHER_ACTIVATION_NAMES = {
-    "gelu": "GELU", "silu": "SiLU", "mish": "Mish", "leaky_relu": "LeakyReLU",
-    "leaky_relu_": "LeakyReLU", "relu6": "ReLU6", "elu": "ELU", "elu_": "ELU", "selu": "SELU",
-    "selu_": "SELU", "celu": "CELU", "celu_": "CELU", "hardswish": "Hardswish",
-    "hardsigmoid": "Hardsigmoid", "hardtanh": "Hardtanh", "hardtanh_": "Hardtanh",
-    "softplus": "Softplus", "prelu": "PReLU", "rrelu": "RReLU", "rrelu_": "RReLU",
-}
-_OTHER_ACTIVATIONS: dict[object, str] = {}
-# F's built-in activations live in torch._C._nn (F.gelu is torch._C._nn.gelu; F.hardswish calls
-# torch._C._nn.hardswish); tests/test_pytorch_private_api.py fails loudly if that namespace goes.
-for _namespace in (F, torch, torch.Tensor, torch._C._nn):
-    for _name, _label in _OTHER_ACTIVATION_NAMES.items():
-        if hasattr(_namespace, _name):
-            _OTHER_ACTIVATIONS[getattr(_namespace, _name)] = _label
-
 
 class _Entry:
     """One activation of a :class:`backward_rule` in one thread."""
 
-    __slots__ = ("foreign", "module_names", "ops", "owner", "relus", "slot")
+    __slots__ = ("owner", "seen", "slot")
 
     def __init__(self, owner: backward_rule) -> None:
         self.owner = owner
         self.slot = owner.slot
-        self.module_names = owner.module_names
-        self.ops = 0
-        self.relus = 0
-        self.foreign: dict[str, None] = {}  # ordered set of "GELU in 'blocks.0.act' (GELU)"
+        self.seen = Observations(owner.module_names)
 
 
 class _ThreadState(threading.local):
     def __init__(self) -> None:
-        self.stack: list[_Entry] = []  # open entries, innermost last
-        self.mode: _ReLUInterceptor | None = None  # on PyTorch's mode stack while entries are open
-        self.modules: list[nn.Module] = []  # modules whose forward is running, innermost last
+        self.entries: list[_Entry] = []  # this thread's open contexts, innermost last
 
 
 _state = _ThreadState()
 
 
-class _ModuleTracker:
-    """Knows which ``nn.Module`` runs, through PyTorch's public global forward hooks.
-
-    The hooks are process-wide, so they are registered only while some context that
-    may warn is open (counted under a lock); each thread keeps its own module stack.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._handles: list[RemovableHandle] = []
-
-    @staticmethod
-    def _enter(module: nn.Module, args: object) -> None:
-        _state.modules.append(module)
-
-    @staticmethod
-    def _leave(module: nn.Module, args: object, output: object) -> None:
-        modules = _state.modules
-        if modules and modules[-1] is module:
-            modules.pop()
-
-    def acquire(self) -> None:
-        with self._lock:
-            if self._users == 0:
-                self._handles = [
-                    register_module_forward_pre_hook(self._enter),
-                    register_module_forward_hook(self._leave, always_call=True),
-                ]
-            self._users += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                for handle in self._handles:
-                    handle.remove()
-                self._handles = []
-
-
-_modules = _ModuleTracker()
-
-
-def _describe_activation(label: str, module_names: Mapping[int, str] | None) -> str:
-    """``"GELU in 'blocks.0.act' (GELU)"``: the activation and where it sits."""
-    module = _state.modules[-1] if _state.modules else None
-    if module is None:
-        return f"{label} in code outside any nn.Module"
-    if type(module).__module__ == nn.modules.activation.__name__:
-        label = type(module).__name__  # nn.ReLU6 runs F.hardtanh: call it ReLU6
-    if module_names is not None and id(module) in module_names:
-        return f"{label} in '{module_names[id(module)] or '<model>'}' ({type(module).__name__})"
-    return f"{label} in a {type(module).__name__} module"
-
-
 class _ReLUInterceptor(TorchFunctionMode):
-    """Routes ReLU calls to :class:`RuleReLU` with the innermost active rule of this thread."""
+    """Routes ReLU calls to :class:`RuleReLU` with the innermost open rule of this thread."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        stack = _state.stack
-        if not stack:  # pragma: no cover - the mode is only on the stack with entries
+        entries = _state.entries
+        if not entries:  # a context is being entered or left: nothing is active
             return func(*args, **kwargs)
-        entry = stack[-1]
-        entry.ops += 1
+        entry = entries[-1]
+        seen = entry.seen
+        seen.ran = True
         inplace_flag = _RELU_SPELLINGS.get(func)
         if inplace_flag is not None:
-            entry.relus += 1
             x = args[0]
-            if entry.owner.only_gradient:  # the gradient rule is autograd's own ReLU backward
+            # Inside RuleReLU.forward (and under no_grad) grad mode is off: such a call is not routed.
+            if not (torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad):
                 return func(*args, **kwargs)
-            if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
+            if entry.owner.only_gradient:  # the gradient rule is autograd's own ReLU backward
+                out = func(*args, **kwargs)
+            else:
                 inplace = inplace_flag(args, kwargs)
                 if inplace and _is_leaf_requiring_grad(x):
                     # Refuse before writing: autograd would raise only after the data changed.
@@ -196,12 +123,17 @@ class _ReLUInterceptor(TorchFunctionMode):
                         "an in-place ReLU was applied to a leaf tensor that requires grad (the "
                         "model's input?); autograd cannot differentiate that: pass x * 1 instead"
                     )
-                return RuleReLU.apply(x, entry.slot, inplace)
+                out = RuleReLU.apply(x, entry.slot, inplace)
+            for open_entry in entries:  # the enclosing contexts saw a ReLU evaluated too
+                open_entry.seen.saw_relu(out)
+            return out
+        if entry.owner.only_gradient:
             return func(*args, **kwargs)
-        label = _OTHER_ACTIVATIONS.get(func)
-        if label is not None and not entry.owner.only_gradient:
-            entry.foreign[_describe_activation(label, entry.module_names)] = None
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        label = activation_label(func)
+        if label is not None and isinstance(out, torch.Tensor) and out.requires_grad:
+            seen.saw_untouched(label, out)
+        return out
 
 
 def _function_modes() -> list[TorchFunctionMode]:
@@ -213,47 +145,49 @@ def _function_modes() -> list[TorchFunctionMode]:
     return torch.overrides._get_current_function_mode_stack()
 
 
-def _remove_mode_below_top(mode: TorchFunctionMode) -> None:
-    """Take ``mode`` off the function-mode stack while another mode sits above it.
+def _remove_mode(mode: TorchFunctionMode) -> None:
+    """Take ``mode`` off this thread's function-mode stack, keeping every other mode in order.
 
-    Needed when a user's mode was entered inside our block and is still open: the public
-    ``TorchFunctionMode.__exit__`` pops the top, which would end the user's mode instead of
-    ours. PyTorch has no public call for this, so it uses the private push/pop of the stack
-    (checked by ``tests/test_pytorch_private_api.py``).
+    On top, the public ``TorchFunctionMode.__exit__`` pops it. Below a user's mode (entered
+    inside our block and still open) that would pop the user's mode instead, and PyTorch has
+    no public call to remove another one, so the private pop/push of the stack are used
+    (checked by ``tests/test_pytorch_private_api.py``). An interrupt in between is repaired
+    by the next :func:`_heal`, which compares the whole stack.
     """
+    modes = _function_modes()
+    if modes and modes[-1] is mode:
+        mode.__exit__(None, None, None)
+        return
     above = []
     while torch._C._len_torch_function_stack() > 0:
         top = torch._C._pop_torch_function_stack()
         if top is mode:
             break
         above.append(top)
-    for other in reversed(above):
-        torch._C._push_on_torch_function_stack(other)
+    while above:
+        torch._C._push_on_torch_function_stack(above.pop())
 
 
-def _push(entry: _Entry) -> None:
-    if _state.mode is None:
-        mode = _ReLUInterceptor()
-        mode.__enter__()  # public: pushes the mode on this thread's stack
-        _state.mode = mode
-    _state.stack.append(entry)
+def _heal() -> None:
+    """Make PyTorch's mode stack agree with this thread's open contexts.
 
-
-def _pop(entry: _Entry) -> None:
-    stack = _state.stack
-    stack.remove(entry)  # not necessarily the top: contexts may exit out of order
-    if not stack and _state.mode is not None:
-        mode, _state.mode = _state.mode, None
-        modes = _function_modes()
-        if modes and modes[-1] is mode:
-            mode.__exit__(None, None, None)  # public: pops the top, which is ours
-        else:
-            _remove_mode_below_top(mode)
+    One interceptor of ours is on the stack exactly when a context is open. Every entry and
+    exit calls this first and last, so a state left half-changed by an interrupt (or by
+    contexts exiting out of order) is repaired, never carried on.
+    """
+    ours = [mode for mode in _function_modes() if isinstance(mode, _ReLUInterceptor)]
+    keep = ours[:1] if _state.entries else []
+    for mode in ours:
+        if mode not in keep:
+            _remove_mode(mode)
+    if _state.entries and not keep:
+        _ReLUInterceptor().__enter__()  # public: pushes the mode on this thread's stack
 
 
 def active_rule() -> Rule | None:
     """The rule the current thread's ReLUs get right now, or None outside any context."""
-    return _state.stack[-1].slot.rule if _state.stack else None
+    entries = _state.entries
+    return entries[-1].slot.rule if entries else None
 
 
 class backward_rule:
@@ -267,9 +201,9 @@ class backward_rule:
         or a :class:`~deconvlab.relu.RuleSlot`, whose rule may be switched between
         backward passes (how :func:`~deconvlab.attribute` serves several rules).
     warn : bool, optional
-        Warn on exit about non-ReLU activations and about a block with no ReLU.
+        Warn on exit about non-ReLU nonlinearities and about a block where no ReLU was modified.
     module_names : mapping, optional
-        ``id(module) -> path``, used to say where a non-ReLU activation sits.
+        ``id(module) -> path``, used to say where a non-ReLU nonlinearity sits.
 
     Examples
     --------
@@ -293,10 +227,9 @@ class backward_rule:
         else:  # what the warnings call it
             self.rules_text = f"the {self.slot.rule.name!r} rule"
         self.warn = warn
-        self.tracks_modules = warn and not self.only_gradient  # to say where an activation sits
+        self.tracks_modules = not self.only_gradient  # to say where a nonlinearity sits
         self.module_names = module_names
-        self._lock = threading.Lock()
-        self._entries: dict[int, list[_Entry]] = {}  # thread id -> this object's open entries
+        self.last_seen: Observations | None = None  # what the last exit in any thread saw
 
     @property
     def rule(self) -> Rule:
@@ -306,18 +239,21 @@ class backward_rule:
     def __repr__(self) -> str:
         return f"backward_rule({self.rule.name!r})"
 
+    # Enter and exit are written for interrupts at any bytecode: every step either is one
+    # C-level call or is undone by the except clause, which closes the entry and heals.
+
     def __enter__(self) -> backward_rule:
-        entry = _Entry(self)
-        with self._lock:
-            self._entries.setdefault(threading.get_ident(), []).append(entry)
         try:
-            _push(entry)
+            entry = _Entry(self)
+            _heal()
+            _state.entries.append(entry)
+            _heal()
             if self.tracks_modules:
-                _modules.acquire()
+                entry.seen.track_modules()
+            return self
         except BaseException:
-            self._forget(entry)
+            _undo(locals().get("entry"))
             raise
-        return self
 
     def __exit__(
         self,
@@ -325,41 +261,47 @@ class backward_rule:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with self._lock:
-            open_entries = self._entries.get(threading.get_ident())
-            if not open_entries:
-                raise RuntimeError(f"{self!r} exited in a thread where it was not entered")
-            entry = open_entries[-1]
-        self._forget(entry)
-        _pop(entry)
-        if self.tracks_modules:
-            _modules.release()
-        if exc_type is None and self.warn:
-            _warn_about(entry)
-
-    def _forget(self, entry: _Entry) -> None:
-        with self._lock:
-            open_entries = self._entries[threading.get_ident()]
-            open_entries.remove(entry)
-            if not open_entries:
-                del self._entries[threading.get_ident()]
+        try:
+            entry = _entry_of(self)
+            _discard(entry)
+        except BaseException:
+            _undo(locals().get("entry") or _innermost_entry_of(self, missing_ok=True))
+            raise
+        self.last_seen = entry.seen
+        if exc_type is None and self.warn and not self.only_gradient:
+            warn_untouched(entry.seen, self.rules_text)
 
 
-def _warn_about(entry: _Entry) -> None:
-    owner = entry.owner
-    if owner.only_gradient:
-        return
-    if entry.foreign:
-        warnings.warn(
-            "deconvlab: these activations are not ReLU, so they are untouched by "
-            f"{owner.rules_text} and keep their plain gradient: {'; '.join(entry.foreign)}",
-            UnsupportedActivationWarning,
-            stacklevel=3,
-        )
-    if entry.ops and not entry.relus:
-        warnings.warn(
-            f"deconvlab: no ReLU was evaluated under {owner.rules_text}, so every rule "
-            "equals the plain gradient for this model",
-            NoReLUWarning,
-            stacklevel=3,
-        )
+def _innermost_entry_of(owner: backward_rule, missing_ok: bool = False) -> _Entry | None:
+    """The innermost open entry of ``owner`` in this thread (None if there is none and ``missing_ok``)."""
+    for entry in reversed(_state.entries):
+        if entry.owner is owner:
+            return entry
+    if missing_ok:
+        return None
+    raise RuntimeError(f"{owner!r} exited in a thread where it was not entered (or exited twice)")
+
+
+def _entry_of(owner: backward_rule) -> _Entry:
+    """The entry ``owner`` exits: its innermost open one in this thread; RuntimeError if none."""
+    entry = _innermost_entry_of(owner)
+    assert entry is not None
+    return entry
+
+
+def _undo(entry: _Entry | None) -> None:
+    """After an interrupt: close ``entry`` if there is one, and heal."""
+    if entry is not None:
+        _discard(entry)
+    _heal()
+
+
+def _discard(entry: _Entry) -> None:
+    """Close ``entry`` (idempotent) and bring PyTorch's mode stack in line."""
+    entries = _state.entries
+    for index in range(len(entries) - 1, -1, -1):  # not necessarily the top: exits may be out of order
+        if entries[index] is entry:
+            del entries[index]
+            break
+    entry.seen.stop_tracking()
+    _heal()

@@ -180,13 +180,31 @@ def _known_rules_text() -> str:
     return f"known rules: {', '.join(_REGISTRY)} (aliases: {aliases})"
 
 
+def _folded(name: str) -> str:
+    """``"Guided-Backprop"`` -> ``"guided_backprop"``: the key of names differing in case or separators."""
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _near_builtin(name: str) -> str | None:
+    """The built-in name or alias that ``name`` spells differently only in case or separators."""
+    for known in (*_BUILTIN, *_ALIASES):
+        if name != known and _folded(name) == _folded(known):
+            return known
+    return None
+
+
 def get_rule(rule: RuleLike) -> Rule:
     """Resolve a rule name (or alias) or a :class:`Rule` to a :class:`Rule`.
+
+    Names are matched exactly as registered; ``"guided"``, ``"vanilla"`` and ``"saliency"``
+    are aliases.
 
     Raises
     ------
     ValueError
-        For an unknown name; the message lists the known rules.
+        For an unknown name (the message lists the known rules), and for a name that
+        differs from a built-in name or alias only in case or separators (the message
+        names the spelling to use).
     TypeError
         For anything that is neither a string nor a :class:`Rule`.
     """
@@ -197,11 +215,13 @@ def get_rule(rule: RuleLike) -> Rule:
             f"rule must be a rule name or a deconvlab.Rule, not {type(rule).__name__}; "
             + _known_rules_text()
         )
-    key = rule.strip().lower().replace("-", "_").replace(" ", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown rule {rule!r}; {_known_rules_text()}")
-    return _REGISTRY[key]
+    key = _ALIASES.get(rule, rule)
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    near = _near_builtin(rule)
+    if near is not None:
+        raise ValueError(f"unknown rule {rule!r}: rule names are matched exactly; did you mean {near!r}?")
+    raise ValueError(f"unknown rule {rule!r}; {_known_rules_text()}")
 
 
 def register_rule(
@@ -218,7 +238,7 @@ def register_rule(
     Parameters
     ----------
     name : str
-        Name to select the rule with, e.g. ``dl.backward_rule(name)``.
+        Name to select the rule with, exactly as written here, e.g. ``dl.backward_rule(name)``.
         Registering the same name again replaces the earlier rule (so a notebook
         cell can be re-run); the built-in rules and aliases cannot be replaced.
     backward : callable
@@ -243,6 +263,12 @@ def register_rule(
         raise ValueError(f"rule name must be a Python identifier such as 'my_rule', got {name!r}")
     if name in _BUILTIN or name in _ALIASES:
         raise ValueError(f"{name!r} is a built-in rule of deconvlab and cannot be replaced")
+    near = _near_builtin(name)
+    if near is not None:
+        raise ValueError(
+            f"{name!r} differs from the built-in {near!r} only in case or separators, which reads as the "
+            "same rule; choose a distinct name such as 'my_" + _folded(name) + "'"
+        )
     if not callable(backward):
         raise TypeError(f"backward must be callable as backward(x, p), got {type(backward).__name__}")
     rule = Rule(name, backward, sign_only, label, equation, reference)

@@ -97,8 +97,8 @@ def test_one_return_type_per_call(cnn, images):
     assert isinstance(dl.attribute(cnn, images, 2), torch.Tensor)
     assert isinstance(dl.attribute(cnn, images, 2, rule="deconvnet"), torch.Tensor)
     assert isinstance(dl.attribute(cnn, images, 2, rules=["deconvnet"]), dict)
-    assert isinstance(dl.project(cnn, images, "0", 1), torch.Tensor)
-    assert isinstance(dl.project(cnn, images, "0", 1, rules=["deconvnet"]), dict)
+    assert isinstance(dl.project(cnn, images, "3", 1), torch.Tensor)
+    assert isinstance(dl.project(cnn, images, "3", 1, rules=["deconvnet"]), dict)
     with pytest.raises(TypeError, match=r"rule= takes one rule .* pass rules=\[\.\.\.\]"):
         dl.attribute(cnn, images, 2, rule=["gradient", "deconvnet"])
     with pytest.raises(TypeError, match="for one rule pass rule='deconvnet'"):
@@ -164,7 +164,8 @@ def test_a_model_that_relus_its_input_in_place_still_gives_layer_signals(images)
             return self.head(z) + x.sum()
 
     model, x = Late(), images.clone()
-    signal = dl.attribute(model, x, 1, layer="conv")
+    with pytest.warns(dl.NoReLUWarning, match="no ReLU on the path"):  # the ReLU runs after the layer
+        signal = dl.attribute(model, x, 1, layer="conv")
     assert signal.shape == (2, 2, 14, 14) and torch.equal(x, images)
 
 
@@ -269,7 +270,8 @@ def test_project_whole_channel_is_seeded_with_the_feature_map(cnn, images):
 
 
 def test_project_stays_inside_the_receptive_field(cnn, images):
-    signal = dl.project(cnn, images, "0", 1, position=(7, 7), rules=RULES)
+    with pytest.warns(dl.NoReLUWarning, match="no ReLU on the path"):  # layer 0 is before every ReLU
+        signal = dl.project(cnn, images, "0", 1, position=(7, 7), rules=RULES)
     for rule in RULES:
         outside = signal[rule].clone()
         outside[:, :, 6:9, 6:9] = 0  # 3x3 conv, padding 1: the unit sees rows/cols 6..8

@@ -55,7 +55,7 @@ def test_without_relu_the_three_rules_coincide(images):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.Tanh(), nn.Flatten(),
                         nn.Linear(4 * 5 * 5, 3)).double()
-    with pytest.warns(dl.NoReLUWarning):
+    with pytest.warns(dl.NoReLUWarning), pytest.warns(dl.UnsupportedActivationWarning, match=r"Tanh ×1 call"):
         got = dl.attribute(net, images, 1, rules=RULES)
     torch.testing.assert_close(got["deconvnet"], got["gradient"])
     torch.testing.assert_close(got["guided_backprop"], got["gradient"])

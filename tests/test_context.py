@@ -207,14 +207,66 @@ def test_non_relu_functionals_are_named_with_their_place(function, label):
 
 def test_a_model_without_relu_warns_that_every_rule_is_the_gradient():
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
-    with pytest.warns(NoReLUWarning, match="every rule equals the plain gradient"):
+    with pytest.warns(NoReLUWarning, match="every rule equals the plain gradient"), \
+            pytest.warns(UnsupportedActivationWarning, match=r"Tanh ×1 call \(Tanh in '1' \(Tanh\)\)"):
         dl.attribute(model, torch.randn(1, 4), 0, rule="deconvnet")
 
 
 def test_warnings_for_several_rules_name_the_modified_ones():
     model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2))
-    with pytest.warns(UnsupportedActivationWarning, match="untouched by the rules 'deconvnet', 'guided_backprop' and keep"):
+    with pytest.warns(UnsupportedActivationWarning, match="untouched by the rules 'deconvnet', 'guided_backprop' and keep"), \
+            pytest.warns(NoReLUWarning):
         dl.attribute(model, torch.randn(1, 4), 0, rules=["gradient", "deconvnet", "guided_backprop"])
+
+
+class _ConstantTableReLU(nn.Module):
+    """Swin-v2's position bias in miniature: an MLP with a ReLU on a constant table, added to the scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        bias = self.table(torch.ones(4, 2)).view(4)
+        return self.head(torch.sigmoid(x + bias))
+
+
+def test_a_relu_off_the_gradient_path_counts_as_no_relu():
+    with pytest.warns(NoReLUWarning, match="no ReLU on the path from the output to the input"), \
+            pytest.warns(UnsupportedActivationWarning, match=r"Sigmoid ×1 call"):
+        dl.attribute(_ConstantTableReLU(), torch.randn(3, 4), 0, rule="deconvnet")
+
+
+def test_many_nonlinearities_are_grouped_by_kind_with_a_count_and_a_few_places():
+    blocks = [nn.Sequential(nn.Linear(4, 4), nn.GELU()) for _ in range(40)]
+    model = nn.Sequential(*blocks, nn.Linear(4, 4), nn.ReLU(), nn.Tanh(), nn.Linear(4, 2))
+    with pytest.warns(UnsupportedActivationWarning) as caught:
+        dl.attribute(model, torch.randn(2, 4), 0, rule="guided")
+    (message,) = [str(w.message) for w in caught]
+    assert "GELU ×40 calls (GELU in '0.1' (GELU); GELU in '1.1' (GELU); GELU in '2.1' (GELU); ...)" in message
+    assert "Tanh ×1 call (Tanh in '42' (Tanh))" in message and len(message) < 400
+
+
+def test_the_warning_points_at_the_callers_line():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.GELU(), nn.Linear(3, 2))
+    with pytest.warns(UnsupportedActivationWarning) as caught:
+        dl.attribute(model, torch.randn(1, 4), 0, rule="deconvnet")  # this line
+    assert caught[0].filename == __file__
+    with pytest.warns(UnsupportedActivationWarning) as caught, dl.backward_rule("deconvnet"):
+        model(torch.randn(1, 4, requires_grad=True))
+    assert caught[0].filename == __file__
+
+
+def test_no_warning_for_a_relu_model_inside_the_users_own_block(cnn, images):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with dl.backward_rule("deconvnet"):
+            maps = dl.attribute(cnn, images, 1, rule="guided_backprop")
+            maps.sum()  # other tensor work in the user's block
+        with dl.backward_rule("deconvnet"):
+            dl.attribute(cnn, images, 1, rule="gradient")
+            torch.ones(2) + 1
 
 
 def test_the_gradient_rule_has_nothing_to_warn_about():

@@ -6,6 +6,8 @@ path, and every spelling of ReLU, in place or not, one module reused. For each,
 all three rules must match :mod:`reference_backprop` in float64.
 """
 
+import warnings
+
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -57,7 +59,12 @@ def test_every_rule_matches_the_reference(specs, seed, targets):
     x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
     seed_tensor = torch.zeros(2, 3, dtype=torch.float64)
     seed_tensor[torch.arange(2), torch.tensor(targets)] = 1.0
-    signals = dl.attribute(net, x, targets, rules=list(RULES))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        signals = dl.attribute(net, x, targets, rules=list(RULES))
+    if any(issubclass(w.category, dl.NoReLUWarning) for w in caught):  # then the warning is true:
+        torch.testing.assert_close(signals["deconvnet"], signals["gradient"], rtol=0, atol=0)
+        torch.testing.assert_close(signals["guided_backprop"], signals["gradient"], rtol=0, atol=0)
     for rule in RULES:
         expected = reference_signal(net, x, seed_tensor, rule)
         torch.testing.assert_close(signals[rule], expected, rtol=1e-9, atol=1e-10, msg=f"{rule}: {specs}")

@@ -78,9 +78,31 @@ def test_presentation_reads_the_rule_not_a_copy():
     assert cli._rules("guided,deconvnet") == ["guided_backprop", "deconvnet"]  # aliases work in the CLI
 
 
-@pytest.mark.parametrize("name", ["guided", "Guided-Backprop", "guided_backprop", "GRADIENT", "deconvnet"])
-def test_names_and_aliases_resolve(name):
-    assert dl.get_rule(name).name in {"guided_backprop", "gradient", "deconvnet"}
+@pytest.mark.parametrize(("name", "canonical"), [
+    ("guided", "guided_backprop"), ("guided_backprop", "guided_backprop"), ("deconvnet", "deconvnet"),
+    ("gradient", "gradient"), ("vanilla", "gradient"), ("saliency", "gradient"),
+])
+def test_names_and_aliases_resolve(name, canonical):
+    assert dl.get_rule(name).name == canonical
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("Guided-Backprop", "guided_backprop"), ("GRADIENT", "gradient"), ("DeConvNet", "deconvnet"),
+    ("guided backprop", "guided_backprop"), ("Guided", "guided"),
+])
+def test_a_builtin_spelled_differently_is_refused_naming_the_spelling(name, meant):
+    with pytest.raises(ValueError, match=f"matched exactly; did you mean '{meant}'"):
+        dl.get_rule(name)
+
+
+def test_user_rules_are_selected_exactly_as_registered():
+    mine = dl.register_rule("MyRule", lambda x, p: p * 0.5)
+    assert dl.get_rule("MyRule") is mine
+    with pytest.raises(ValueError, match="unknown rule 'myrule'"):
+        dl.get_rule("myrule")
+    with pytest.raises(ValueError, match="differs from the built-in 'deconvnet' only in case"):
+        dl.register_rule("Deconvnet", lambda x, p: p)
+    assert dl.get_rule("deconvnet") is dl.rules.deconvnet
 
 
 def test_unknown_rule_lists_the_known_ones():
