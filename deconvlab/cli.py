@@ -11,12 +11,23 @@ Examples
 
 Inputs: ``--sample`` names a shape class of :func:`deconvlab.data.shapes` (disc, square, triangle,
 cross, star, ring) or a photo of :data:`deconvlab.data.PHOTOS` (chelsea, coffee, rocket, astronaut,
-grace_hopper); ``IMAGE`` is any file PIL can read. Images are brought to the model's input size:
-64 px for the teaching model (resize the short side, centre crop; photos work but the teaching
+grace_hopper); ``IMAGE`` is any file PIL can read. 16-bit images (``I;16`` PNG or TIFF) are scaled by
+their real bit depth (65535 is white), 8-bit ones by 255. Images are brought to the model's input
+size: 64 px for the teaching model (resize the short side, centre crop; photos work but the teaching
 model only knows shapes), 224 px with ImageNet preprocessing for torchvision models.
 
-Errors (bad path, unknown model, class, rule or layer, missing weights) print one line
-``deconvlab: error: ...`` on stderr and exit with status 2.
+Exit status
+-----------
+0
+    The figure was written.
+2
+    A user error, printed as one line ``deconvlab: error: ...`` on stderr: a bad option, an
+    unknown model, weights, sample, class, rule or layer, a layer that does not run exactly once,
+    an image that cannot be read or is larger than Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``), missing or corrupt weights, an output that cannot be written.
+1
+    An internal error (a bug): one line ``deconvlab: error: internal error: ...``; ``--debug``
+    shows the traceback.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ __all__ = ["CLIError", "main"]
 
 
 class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
+    """A user error: printed as one line, exit status 2 (any other exception is a bug: status 1)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +83,7 @@ def _load_model(name: str, weights: str):
     from . import models
 
     if name == "teaching":
-        model = models.teaching_model()
+        model = _teaching()
         return model, list(model.classes), 64, False, None
     import torchvision
 
@@ -83,9 +94,18 @@ def _load_model(name: str, weights: str):
     w = None if weights.lower() == "none" else weights
     try:
         m = models.torchvision_model(name, weights=w)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # unknown weights, missing or corrupt file
         raise CLIError(str(err)) from None
     return m.model, m.categories, 224, True, m.preprocess
+
+
+def _teaching():
+    from . import models
+
+    try:
+        return models.teaching_model()
+    except models.WeightsHashError as err:  # a damaged installation: the message says what to do
+        raise CLIError(str(err)) from None
 
 
 def _load_input(args, size: int, imagenet: bool, preprocess):
@@ -109,19 +129,66 @@ def _load_input(args, size: int, imagenet: bool, preprocess):
         raise CLIError(f"unknown sample {name!r}; choose from "
                        f"{', '.join((*data.CLASSES, *data.PHOTOS))}")
     path = Path(args.image)
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            pil = im.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise CLIError(f"cannot read image {str(path)!r}: {err}") from None
+    x = _read_image(path)
     if preprocess is not None:
-        return preprocess(pil).unsqueeze(0), None, path.name
+        return preprocess(x).unsqueeze(0), None, path.name
     from torchvision.transforms import functional as TF
 
-    pil = TF.center_crop(TF.resize(pil, size, antialias=True), size)
-    return TF.to_tensor(pil).unsqueeze(0), None, path.name
+    return TF.center_crop(TF.resize(x, size, antialias=True), size).unsqueeze(0), None, path.name
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    """The image at ``path`` as a ``(3, H, W)`` float tensor in [0, 1], scaled by its bit depth.
+
+    An image above Pillow's decompression-bomb limit is refused (also in the range where Pillow
+    only warns), before its pixels are decoded.
+    """
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return _pixels(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise CLIError(f"refusing image {str(path)!r}: {err} (limit: PIL.Image.MAX_IMAGE_PIXELS)") from None
+    except (OSError, ValueError) as err:
+        raise CLIError(f"cannot read image {str(path)!r}: {err}") from None
+
+
+def _full_scale(im) -> float:
+    """The value of white in a one-channel image of more than 8 bits (mode ``I;16``, ``I`` or ``F``)."""
+    if im.mode.startswith("I;16"):
+        return 65535.0
+    if im.mode == "F":
+        return 1.0
+    if im.format == "PNG":  # PNG samples have at most 16 bits
+        return 65535.0
+    bits = getattr(im, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    if bits:
+        return float(2 ** int(bits[0] if isinstance(bits, tuple) else bits) - 1)
+    raise ValueError(f"cannot tell the bit depth of this {im.format} image of mode {im.mode}; "
+                     "save it as an 8- or 16-bit PNG")
+
+
+def _pixels(im) -> torch.Tensor:
+    """Decode ``im`` to ``(3, H, W)`` floats in [0, 1].
+
+    Grey images of more than 8 bits are scaled by their own bit depth; converting them to 8-bit
+    RGB would clip them, turning a 16-bit image almost white.
+    """
+    import numpy as np
+
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        grey = np.asarray(im, dtype=np.float32) / _full_scale(im)
+        if not np.isfinite(grey).all() or grey.min() < 0 or grey.max() > 1:
+            raise ValueError(f"its {im.mode} values span [{grey.min():.3g}, {grey.max():.3g}] of "
+                             "full scale, not [0, 1]")
+        return torch.from_numpy(np.ascontiguousarray(grey)).expand(3, *grey.shape).clone()
+    rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
 def _to_imagenet(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -163,9 +230,22 @@ def _rules(spec: str) -> list[str]:
         raise CLIError(f"{err} (or all)") from None
 
 
-def _check_layer(model: torch.nn.Module, layer: str | None) -> None:
-    if layer is not None and layer not in dict(model.named_modules()):
+def _predict(model: torch.nn.Module, x: torch.Tensor, layer: str | None) -> torch.Tensor:
+    """The class probabilities of ``x``; refuses a ``layer`` that is absent or does not run once."""
+    from .model_state import removing
+
+    module = None if layer is None else dict(model.named_modules()).get(layer)
+    if layer is not None and module is None:
         raise CLIError(f"model has no layer {layer!r} (see print(model) for module paths)")
+    calls: list[int] = []
+    with removing([]) as handles, torch.no_grad():
+        if module is not None:
+            handles.append(module.register_forward_hook(lambda *_: calls.append(1)))
+        probs = model(x).softmax(1)[0]
+    if module is not None and len(calls) != 1:
+        raise CLIError(f"layer {layer!r} runs {len(calls)} times in one forward pass, so its signal "
+                       "is ambiguous; choose a module that runs once (see print(model))")
+    return probs
 
 
 # ------------------------------------------------------------------------------------------
@@ -184,9 +264,7 @@ def explain(args) -> str:
         raise CLIError(f"output folder {str(out.parent)!r} does not exist")
     model, categories, size, imagenet, preprocess = _load_model(args.model, args.weights)
     x, mask, what = _load_input(args, size, imagenet, preprocess)
-    _check_layer(model, args.layer)
-    with torch.no_grad():
-        probs = model(x).softmax(1)[0]
+    probs = _predict(model, x, args.layer)
     target = _target(args.target, categories, probs)
     maps = attribute(model, x, target, rules=rules, layer=args.layer)
     kind = args.kind or ("heatmap" if args.layer else "signed")
@@ -216,9 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as err:
         print(f"deconvlab: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # weights missing, bad layer, ...: one line unless --debug
+    except Exception as err:  # a bug: one line unless --debug
         if debug:
             raise
         msg = " ".join(str(err).split()) or type(err).__name__
-        print(f"deconvlab: error: {msg}", file=sys.stderr)
-        return 1 if not isinstance(err, (LookupError, ValueError, OSError)) else 2
+        print(f"deconvlab: error: internal error: {type(err).__name__}: {msg} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

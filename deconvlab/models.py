@@ -5,22 +5,31 @@
   weights ship inside the package (safetensors, sha256-checked), so everything works offline.
   Max-pooling is what makes DeConvNet differ from a plain "deconvolution": its backward pass
   routes the signal through the recorded "switches" (Zeiler & Fergus, ECCV 2014, §2.1).
-* :func:`torchvision_model` builds an ImageNet classifier through torchvision's weights API and
-  its cache (``$TORCH_HOME/hub/checkpoints``), after checking the cached file against the hash
-  recorded in its official name, and loads it without pickle (``weights_only=True``).
+* :func:`torchvision_model` builds an ImageNet classifier from torchvision's weights API and
+  cache (``$TORCH_HOME/hub/checkpoints``): it reads the cached file once, checks those bytes
+  against the hash recorded in the file's official name, and loads the same bytes without pickle
+  (``weights_only=True``) into the architecture built with ``weights=None`` and the keyword
+  arguments torchvision's builder sets for those weights (read from the builder's source). It
+  changes no process-wide setting and replaces nothing of torchvision, so other threads loading
+  torchvision weights at the same time are unaffected.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import http.client
+import inspect
+import io
 import json
 import os
 import re
 import socket
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
-from unittest import mock
+from urllib.request import urlopen
 
 import torch
 from torch import nn
@@ -272,21 +281,6 @@ def recorded_sha256(file_name: str) -> str:
     return match.group(1)
 
 
-_verified: dict[tuple[str, int, int], str] = {}
-
-
-def _file_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _verified:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _verified[key] = h.hexdigest()
-    return _verified[key]
-
-
 def _offline() -> bool:
     return os.environ.get("DECONVLAB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -323,38 +317,284 @@ def _reachable(url: str, timeout: float) -> bool:
     return bool(ok)
 
 
+def _download(url: str, partial: Path, timeout: float) -> str:
+    """Stream ``url`` into ``partial``; returns the sha256 of the bytes written.
+
+    ``timeout`` applies to this request alone (connection and every read), so a stalled
+    download fails instead of hanging, and no process-wide socket setting changes.
+    """
+    digest = hashlib.sha256()
+    with urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
+
+
 def _fetch(name: str, url: str, path: Path, timeout: float) -> None:
-    """Download ``url`` to ``path`` with torch.hub, or raise :class:`WeightsUnavailableError`."""
+    """Download ``url`` to ``path`` (hash-checked before it enters the cache), or raise.
+
+    Raises :class:`WeightsUnavailableError` when the network fails, :class:`WeightsHashError`
+    when the downloaded bytes do not match the hash in the file's official name.
+    """
     if not _reachable(url, timeout):
         raise _unavailable(name, url, path, f"no network: {url} unreachable")
     path.parent.mkdir(parents=True, exist_ok=True)
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)  # a stalled read fails instead of hanging
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=recorded_sha256(path.name))
-    except Exception as e:
-        raise _unavailable(name, url, path, f"download failed: {e}") from e
+        try:
+            digest = _download(url, partial, timeout)
+        except (OSError, http.client.HTTPException) as e:
+            raise _unavailable(name, url, path, f"download failed: {e}") from e
+        expected = recorded_sha256(path.name)
+        if not digest.startswith(expected):
+            raise WeightsHashError(f"the download of {url} has sha256 {digest[:16]}..., not the "
+                                   f"recorded {expected}; nothing was written to {path.parent}")
+        os.replace(partial, path)
     finally:
-        socket.setdefaulttimeout(old)
+        partial.unlink(missing_ok=True)
 
 
-def _verified_state_dict(name: str, weights: Any, download: bool | None, timeout: float):
+def _verified_state_dict(name: str, weights: Any, download: bool | None, timeout: float) -> dict:
+    """The cached file's state dict, loaded from the very bytes whose sha256 was checked."""
     path = cache_dir() / os.path.basename(weights.url)
     if not path.is_file():
         if download is False or (download is None and _offline()):
             raise _unavailable(name, weights.url, path, "offline: downloading is disabled")
         _fetch(name, weights.url, path, timeout)
     expected = recorded_sha256(path.name)
-    actual = _file_sha256(path)
+    data = path.read_bytes()  # read once: what is hashed is what is loaded
+    actual = _sha256_bytes(data)
     if not actual.startswith(expected):
         raise WeightsHashError(
             f"{path} has sha256 {actual[:16]}..., not the recorded {expected}: the cached file "
             f"is corrupt or not the official one. Delete it and download {weights.url} again."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-_load_lock = threading.Lock()
+# How torchvision's builder treats an architecture when it is given weights, read from its source:
+# the keyword arguments it sets (``_ovewrite_named_param`` / ``kwargs[...] = ...``), the loader it
+# calls (densenet renames old keys) and the attributes it sets after loading (googlenet drops its
+# auxiliary heads). The architecture is then built with ``weights=None`` and those arguments.
+
+
+class _Unknown(Exception):
+    """A statement or expression of a torchvision builder that this reader does not model."""
+
+
+class _BuildPlan:
+    """What torchvision's builder does with weights: ``kwargs``, ``loader``, ``after`` (attributes)."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict[str, Any] = {}
+        self.loader: Callable[..., Any] | None = None
+        self.after: list[tuple[str, Any]] = []
+
+
+def _mentions(node: ast.AST, name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
+
+
+_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
+    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+}
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+}
+
+
+def _call_value(node: ast.Call, env: dict[str, Any]) -> Any:
+    args = [_value(a, env) for a in node.args]
+    if isinstance(node.func, ast.Name) and node.func.id == "len" and len(args) == 1 and not node.keywords:
+        return len(args[0])
+    if isinstance(node.func, ast.Attribute) and node.func.attr == "get" and not node.keywords:
+        owner = _value(node.func.value, env)
+        if isinstance(owner, dict):
+            return owner.get(*args)
+    raise _Unknown(ast.unparse(node))
+
+
+def _value(node: ast.AST, env: dict[str, Any]) -> Any:
+    """Evaluate the few expression forms torchvision's builders use (no ``eval``)."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in env:
+        return env[node.id]
+    if isinstance(node, ast.Attribute) and not node.attr.startswith("_"):
+        return getattr(_value(node.value, env), node.attr)
+    if isinstance(node, ast.Subscript):
+        return _value(node.value, env)[_value(node.slice, env)]
+    if isinstance(node, ast.Tuple):
+        return tuple(_value(e, env) for e in node.elts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _value(node.operand, env)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _BINARY[type(node.op)](_value(node.left, env), _value(node.right, env))
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+        left, right = _value(node.left, env), _value(node.comparators[0], env)
+        return _COMPARE[type(node.ops[0])](left, right)
+    if isinstance(node, ast.Call):
+        return _call_value(node, env)
+    raise _Unknown(ast.unparse(node))
+
+
+def _is_name(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _weights_call(call: ast.Call, env: dict[str, Any], plan: _BuildPlan, fn: Callable[..., Any]) -> None:
+    """A call inside an ``if weights`` block of a builder: record what it does to the model."""
+    func = call.func
+    if _is_name(func, "_ovewrite_named_param") and len(call.args) == 3:
+        plan.kwargs[_value(call.args[1], env)] = _value(call.args[2], env)
+    elif isinstance(func, ast.Attribute) and func.attr == "load_state_dict" and _is_name(func.value, "model"):
+        pass  # the plain load of the state dict: done by torchvision_model
+    elif (isinstance(func, ast.Name) and not call.args
+          and {k.arg for k in call.keywords} == {"model", "weights", "progress"}):
+        plan.loader = fn.__globals__[func.id]  # e.g. densenet's loader that renames old keys
+    elif not (isinstance(func, ast.Attribute) and func.attr == "warn"):
+        raise _Unknown(ast.unparse(call))
+
+
+def _weights_statement(stmt: ast.stmt, env: dict[str, Any], plan: _BuildPlan,
+                       fn: Callable[..., Any]) -> None:
+    """A statement inside an ``if weights`` block: a keyword argument, a load or a fix-up."""
+    if isinstance(stmt, ast.Assert):
+        return
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        _weights_call(stmt.value, env, plan, fn)
+        return
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+        raise _Unknown(ast.unparse(stmt))
+    target = stmt.targets[0]
+    if isinstance(target, ast.Subscript) and _is_name(target.value, "kwargs"):
+        plan.kwargs[_value(target.slice, env)] = _value(stmt.value, env)
+    elif isinstance(target, ast.Attribute) and _is_name(target.value, "model"):
+        plan.after.append((target.attr, _value(stmt.value, env)))
+    else:
+        raise _Unknown(ast.unparse(stmt))
+
+
+def _remember(stmt: ast.Assign, env: dict[str, Any]) -> None:
+    """``name = value`` outside the weights blocks, e.g. ``original_aux_logits = kwargs.get(...)``.
+
+    A value this reader cannot compute is forgotten, so that a later use of it fails loudly.
+    """
+    target = stmt.targets[0]
+    if len(stmt.targets) != 1 or not isinstance(target, ast.Name) or target.id in ("weights", "kwargs"):
+        return
+    try:
+        env[target.id] = _value(stmt.value, env)
+    except (_Unknown, LookupError, TypeError, AttributeError, ValueError):
+        env.pop(target.id, None)
+
+
+def _run(stmts: list[ast.stmt], env: dict[str, Any], plan: _BuildPlan, fn: Callable[..., Any],
+         in_weights: bool = False) -> None:
+    """Walk a builder's statements; only what depends on ``weights`` is recorded in ``plan``."""
+    for stmt in stmts:
+        if isinstance(stmt, ast.If):
+            if in_weights or _mentions(stmt.test, "weights"):
+                _run(stmt.body if _value(stmt.test, env) else stmt.orelse, env, plan, fn, True)
+        elif in_weights:
+            _weights_statement(stmt, env, plan, fn)
+        elif isinstance(stmt, ast.Assign):
+            _remember(stmt, env)
+
+
+def _builder_functions(builder: Callable[..., Any]) -> list[Callable[..., Any]]:
+    """The builder and, in call order, the functions of its module that it calls (recursively)."""
+    found: list[Callable[..., Any]] = []
+    todo = [inspect.unwrap(builder)]
+    while todo:
+        fn = todo.pop(0)
+        if fn in found:
+            continue
+        found.append(fn)
+        for node in ast.walk(_function_tree(fn)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                callee = fn.__globals__.get(node.func.id)
+                if inspect.isfunction(callee) and callee.__module__ == fn.__module__:
+                    todo.append(callee)
+    return found
+
+
+def _function_tree(fn: Callable[..., Any]) -> ast.FunctionDef:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    if not isinstance(tree, ast.FunctionDef):
+        raise _Unknown(f"{fn.__qualname__} is not a plain function")
+    return tree
+
+
+def _build_plan(builder: Callable[..., Any], weights: Any) -> _BuildPlan:
+    """Read from torchvision's source what its ``builder`` does when given ``weights``.
+
+    Raises ``_Unknown`` naming the first statement it does not model, so that an architecture
+    built in a way not reproduced here fails loudly instead of coming out different.
+    """
+    plan = _BuildPlan()
+    for fn in _builder_functions(builder):
+        env: dict[str, Any] = {"weights": weights, "kwargs": plan.kwargs}
+        _run(_function_tree(fn).body, env, plan, fn)
+    return plan
+
+
+class _CheckedWeights:
+    """Stands in for a weights enum member in a torchvision loader: serves the checked state dict."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self._state
+
+
+def _build(name: str, weights: Any, state: dict[str, Any]) -> nn.Module:
+    """``name`` built as torchvision's builder builds it for ``weights``, with ``state`` loaded.
+
+    The architecture is made with ``weights=None`` and the keyword arguments the builder sets
+    for those weights; nothing of torchvision is replaced and no file is read here.
+    """
+    import torchvision
+
+    builder = torchvision.models.get_model_builder(name)
+    try:
+        plan = _build_plan(builder, weights)
+    except (_Unknown, LookupError, TypeError, AttributeError, ValueError, OSError) as e:
+        raise RuntimeError(
+            f"cannot reproduce how torchvision builds {name} with {weights}: its builder does "
+            f"`{e}`, which deconvlab does not model; use weights=None or another model"
+        ) from None
+    model = builder(weights=None, **plan.kwargs)
+    if plan.loader is None:
+        model.load_state_dict(state)
+    else:
+        plan.loader(model=model, weights=_CheckedWeights(state), progress=False)
+    for attribute, value in plan.after:
+        setattr(model, attribute, value)
+    return model
+
+
+
+
+def _weights_member(name: str, weights: Any) -> Any:
+    """The weights enum member of ``name`` that ``weights`` names, if it has classes; else ValueError."""
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        member = enum.verify(weights)
+    except KeyError:
+        options = ", ".join(["DEFAULT", *enum.__members__])
+        raise ValueError(f"unknown weights {weights!r} for {name}; choose from {options}") from None
+    if not member.meta.get("categories"):
+        usable = ", ".join(m.name for m in enum if m.meta.get("categories"))
+        raise ValueError(f"{name} weights {member.name} have no classes (they are for feature "
+                         f"extraction only); choose from {usable}")
+    return member
 
 
 def torchvision_model(
@@ -366,8 +606,9 @@ def torchvision_model(
 ) -> ImageNetModel:
     """An ImageNet classifier from torchvision, with its preprocessing and class names.
 
-    Tested with ``alexnet``, ``vgg16``, ``resnet18`` and ``squeezenet1_1``; any name of
-    ``torchvision.models.list_models(torchvision.models)`` is accepted.
+    Any name of ``torchvision.models.list_models(torchvision.models)`` is accepted. The network
+    equals what torchvision's own builder makes with those weights (tested with resnet18,
+    mobilenet_v3_small, squeezenet1_1, googlenet, inception_v3 and densenet121 on random weights).
 
     Parameters
     ----------
@@ -382,7 +623,8 @@ def torchvision_model(
     device : torch.device or str, optional
         Where to put the model.
     timeout : float, default 5
-        Seconds to wait for the network before giving up (never hangs).
+        Seconds to wait for the network (the connection, then each read of a download) before
+        giving up; it applies to this download alone, never to the process's sockets.
 
     Returns
     -------
@@ -397,10 +639,17 @@ def torchvision_model(
         The file is not in the cache and cannot be downloaded; the message names the file,
         the folder to put it in and its URL.
     WeightsHashError
-        The cached file does not match the hash in its official name.
+        The cached (or downloaded) file does not match the hash in its official name.
+    RuntimeError
+        torchvision's builder treats this architecture's weights in a way deconvlab does not
+        reproduce (then nothing is returned rather than a different network).
+
+    Notes
+    -----
+    The file is read into memory, hashed and loaded from those bytes, so a file changed on disk
+    is caught on every load; this takes the file's size in memory once more while loading.
     """
     import torchvision
-    from torchvision.models import _api
     from torchvision.models._meta import _IMAGENET_CATEGORIES
     from torchvision.transforms._presets import ImageClassification
 
@@ -411,25 +660,7 @@ def torchvision_model(
         model = torchvision.models.get_model(name, weights=None)
         preprocess = ImageClassification(crop_size=224)
         return ImageNetModel(model.to(device).eval(), preprocess, list(_IMAGENET_CATEGORIES), None)
-    enum = torchvision.models.get_model_weights(name)
-    try:
-        w = enum.verify(weights)
-    except KeyError:
-        options = ", ".join(["DEFAULT", *enum.__members__])
-        raise ValueError(f"unknown weights {weights!r} for {name}; choose from {options}") from None
+    w = _weights_member(name, weights)
     state = _verified_state_dict(name, w, download, timeout)
-
-    def from_verified(url, *args, **kwargs):  # torchvision's loader, fed the checked file
-        if url != w.url:
-            raise RuntimeError(f"unexpected weights URL {url}")
-        return state
-
-    # torchvision's own builder handles each architecture's quirks (num_classes, old key
-    # names, auxiliary heads); only its file loading (pickle, weights_only=False) is replaced.
-    if hasattr(_api, "load_state_dict_from_url"):
-        with _load_lock, mock.patch.object(_api, "load_state_dict_from_url", from_verified):
-            model = torchvision.models.get_model(name, weights=w)
-    else:  # a torchvision that loads differently: build, then load the checked state dict
-        model = torchvision.models.get_model(name, weights=None, num_classes=len(w.meta["categories"]))
-        model.load_state_dict(state)
+    model = _build(name, w, state)
     return ImageNetModel(model.to(device).eval(), w.transforms(), list(w.meta["categories"]), w)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import CLASSES, shapes
+from .model_state import evaluating
 from .models import TEACHING_CONFIG, TEACHING_WEIGHTS, TeachingCNN, fold_batchnorm
 
 __all__ = ["HELDOUT_SEED", "evaluate", "main", "save", "train"]
@@ -56,12 +57,15 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def evaluate(
     model: torch.nn.Module, n: int = 2000, seed: int = HELDOUT_SEED, clutter: float = 1.0
 ) -> float:
-    """Accuracy of ``model`` on ``n`` fresh images of ``shapes(n, seed)`` (default: held out)."""
-    model.eval()
+    """Accuracy of ``model`` on ``n`` fresh images of ``shapes(n, seed)`` (default: held out).
+
+    The model runs in eval mode; each module's own mode is restored afterwards.
+    """
     correct = 0
-    for start in range(0, n, 500):
-        ds = shapes(min(500, n - start), seed=seed, offset=start, clutter=clutter)
-        correct += int((model(ds.images).argmax(1) == ds.labels).sum())
+    with evaluating(model):
+        for start in range(0, n, 500):
+            ds = shapes(min(500, n - start), seed=seed, offset=start, clutter=clutter)
+            correct += int((model(ds.images).argmax(1) == ds.labels).sum())
     return correct / n
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import io
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Callable
 
@@ -80,6 +81,19 @@ def _chw(signal) -> np.ndarray:
     return s
 
 
+def _finite(s: np.ndarray) -> np.ndarray:
+    """``s`` with its non-finite values (NaN, ±inf) set to 0, with a warning saying how many.
+
+    One NaN would otherwise make the scale NaN and the whole picture blank.
+    """
+    bad = ~np.isfinite(s)
+    if not bad.any():
+        return s
+    warnings.warn(f"{int(bad.sum())} of {s.size} signal values are not finite (NaN or inf); "
+                  "they are drawn as 0 and left out of the scale", RuntimeWarning, stacklevel=3)
+    return np.where(bad, np.float32(0), s)
+
+
 def as_image(x, imagenet: bool = False) -> np.ndarray:
     """An input image ``(3, H, W)`` (tensor or array) as ``(H, W, 3)`` float in [0, 1].
 
@@ -115,8 +129,13 @@ def signed_image(signal, percentile: float = 100.0) -> np.ndarray:
     -------
     numpy.ndarray
         ``(H, W, 3)`` or ``(H, W)`` float32 in [0, 1].
+
+    Notes
+    -----
+    Non-finite values (NaN, ±inf) are drawn as 0, i.e. mid-grey, and left out of the scale, so
+    that the rest of the picture stays visible; a ``RuntimeWarning`` says how many there are.
     """
-    s = _chw(signal)
+    s = _finite(_chw(signal))
     if s.shape[0] != 3:
         s = s.sum(0, keepdims=True)
     a = np.abs(s)
@@ -127,8 +146,11 @@ def signed_image(signal, percentile: float = 100.0) -> np.ndarray:
 
 
 def saliency(signal) -> np.ndarray:
-    """``max_c |signal|`` scaled to [0, 1]: Simonyan et al.'s saliency map, ``(H, W)``."""
-    s = np.abs(_chw(signal)).max(0)
+    """``max_c |signal|`` scaled to [0, 1]: Simonyan et al.'s saliency map, ``(H, W)``.
+
+    Non-finite values (NaN, ±inf) count as 0 and are left out of the scale (with a warning).
+    """
+    s = np.abs(_finite(_chw(signal))).max(0)
     m = s.max()
     return s / m if m > 0 else s
 
@@ -176,7 +198,7 @@ def overlay(image, signal, alpha: float = 0.6, cmap: str = "inferno", imagenet: 
     """
     img = _hwc(image, imagenet)
     h = _numpy(signal)
-    h = saliency(h) if h.ndim != 2 else np.clip(h, 0, 1)
+    h = saliency(h) if h.ndim != 2 else np.clip(_finite(h), 0, 1)
     if h.shape != img.shape[:2]:
         h = _resize(h, img.shape[:2])
     w = (alpha * h)[..., None]

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from deconvlab import cli
@@ -137,5 +138,90 @@ def test_imagenet_model_without_weights_offline(tmp_path, capsys, monkeypatch):
     code, _, err = _main(capsys, "explain", "--sample", "chelsea", "--model", "resnet18",
                          "-o", tmp_path / "o.png")
     line = _one_error_line(err)
-    assert code != 0 and "resnet18-f37072fd.pth" in line
+    assert code == 2 and "resnet18-f37072fd.pth" in line
     assert str(tmp_path / "hub" / "checkpoints") in line
+
+
+# -- images of other bit depths, decompression bombs, exit statuses -----------------------------
+
+
+def _grey16(path, values: np.ndarray) -> None:
+    Image.fromarray(values.astype(np.uint16)).save(path)  # mode I;16: a 16-bit grey PNG
+    with Image.open(path) as im:
+        assert im.mode == "I;16"
+
+
+def test_16_bit_image_is_scaled_by_its_bit_depth(tmp_path):
+    values = np.linspace(0, 40000, 64 * 64).reshape(64, 64)  # dark to 61% grey, mostly > 255
+    _grey16(tmp_path / "g16.png", values)
+    args = cli._parser().parse_args(["explain", str(tmp_path / "g16.png"), "-o", "o.png"])
+    x, _mask, _what = cli._load_input(args, 64, False, None)
+    assert x.shape == (1, 3, 64, 64)
+    expected = torch.from_numpy(values.astype(np.uint16) / 65535.0).float()
+    torch.testing.assert_close(x[0, 1], expected, atol=1e-6, rtol=0)
+    assert abs(float(x.mean()) - 40000 / 2 / 65535) < 1e-3, "not clipped to white"
+
+
+def test_16_bit_image_end_to_end(tmp_path, capsys):
+    _grey16(tmp_path / "g16.png", np.random.default_rng(0).integers(0, 65536, (80, 100)))
+    code, stdout, err = _main(capsys, "explain", tmp_path / "g16.png", "-o", tmp_path / "f.png")
+    assert code == 0, err
+    assert "g16.png" in stdout and (tmp_path / "f.png").read_bytes()[:8] == PNG
+
+
+# 64 x 64 = 4096 px: more than twice the limit (Pillow raises), then between once and twice (it warns)
+@pytest.mark.parametrize("limit", [1000, 3000])
+def test_decompression_bomb_is_refused_with_status_2(tmp_path, capsys, monkeypatch, limit):
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    code, _stdout, err = _main(capsys, "explain", tmp_path / "bomb.png", "-o", tmp_path / "o.png")
+    line = _one_error_line(err)
+    assert code == 2 and "bomb.png" in line and "decompression bomb" in line
+    assert "MAX_IMAGE_PIXELS" in line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unreadable_image_exits_2(tmp_path, capsys):
+    (tmp_path / "text.png").write_text("not an image")
+    code, _stdout, err = _main(capsys, "explain", tmp_path / "text.png", "-o", tmp_path / "o.png")
+    assert code == 2 and "cannot read image" in _one_error_line(err)
+
+
+def test_a_layer_that_runs_twice_is_a_user_error(tmp_path, capsys):
+    # resnet18 calls each BasicBlock's one ReLU module twice
+    code, _stdout, err = _main(capsys, "explain", "--sample", "coffee", "--model", "resnet18",
+                               "--weights", "none", "--layer", "layer1.0.relu", "-o", tmp_path / "o.png")
+    assert code == 2 and "'layer1.0.relu' runs 2 times" in _one_error_line(err)
+
+
+def test_unknown_weights_and_corrupt_weights_exit_2(tmp_path, capsys, monkeypatch):
+    code, _stdout, err = _main(capsys, "explain", "--sample", "star", "--model", "resnet18",
+                               "--weights", "IMAGENET9K", "-o", tmp_path / "o.png")
+    assert code == 2 and "unknown weights 'IMAGENET9K'" in _one_error_line(err)
+    from deconvlab import models
+
+    bad = tmp_path / "teaching_model.safetensors"
+    bad.write_bytes(b"corrupt")
+    monkeypatch.setattr(models, "TEACHING_WEIGHTS", bad)
+    code, _stdout, err = _main(capsys, "explain", "--sample", "star", "-o", tmp_path / "o.png")
+    assert code == 2 and "teaching_model.safetensors" in _one_error_line(err)
+
+
+def test_an_internal_error_exits_1_and_says_so(tmp_path, capsys, monkeypatch):
+    from deconvlab import attribution
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(attribution, "attribute", broken)
+    code, _stdout, err = _main(capsys, "explain", "--sample", "star", "-o", tmp_path / "o.png")
+    line = _one_error_line(err)
+    assert code == 1 and "internal error: KeyError" in line and "--debug" in line
+    with pytest.raises(KeyError, match="a bug"):
+        cli.main(["explain", "--sample", "star", "-o", str(tmp_path / "o.png"), "--debug"])
+
+
+def test_documented_exit_statuses():
+    doc = cli.__doc__
+    assert "Exit status" in doc
+    assert "\n2\n" in doc and "\n1\n" in doc and "decompression-bomb" in doc

@@ -99,6 +99,24 @@ def test_predictions_are_the_models(explorer, model, data):
         assert torch.equal(explorer.predictions, model(data.images).argmax(1))
 
 
+def _with_a_frozen_batchnorm() -> nn.Module:
+    """A model in training mode whose BatchNorm is frozen (eval), as when fine-tuning."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6)).train()
+    net[1].eval()
+    return net
+
+
+def test_explorer_restores_each_modules_mode(data):
+    net = _with_a_frozen_batchnorm()
+    modes = [m.training for m in net.modules()]
+    stats = net[1].running_mean.clone()
+    CNNExplorer(net, data.images[:3], layers=[])
+    assert [m.training for m in net.modules()] == modes
+    assert torch.equal(net[1].running_mean, stats), "predictions ran in eval mode"
+
+
 def test_rule_switch_only_rerenders(explorer):
     before, computed = explorer.view.value, explorer.computed
     explorer.controls["rule"].value = "gradient"
@@ -211,6 +229,18 @@ def test_projection_cache_is_bounded(model, shapes64):
     for channel in range(6):
         explorer.controls["channel"].value = channel
     assert len(explorer._signals) == 3 and len(explorer._pictures) == 6
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5])
+def test_projection_cache_size_below_one_is_refused(model, shapes64, size):
+    with pytest.raises(ValueError, match=f"cache_size must be an integer >= 1.*got {size}"):
+        ProjectionExplorer(model, shapes64, k=2, cache_size=size)
+
+
+def test_projection_cache_of_one(model, shapes64):
+    explorer = ProjectionExplorer(model, shapes64, k=2, cache_size=1)
+    explorer.controls["channel"].value = 1
+    assert len(explorer._signals) == 1 and explorer.computed == 2
 
 
 def test_zoom_only_rerenders_and_crops_the_receptive_field(model, shapes64):

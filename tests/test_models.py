@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import socket
+import threading
 import time
 
 import pytest
@@ -160,16 +163,50 @@ def test_missing_file_with_download_disabled(torch_home):
         models.torchvision_model("alexnet", download=False)
 
 
-def test_failed_download_is_reported_and_timeout_restored(torch_home, monkeypatch):
-    def refuse(url, dst, hash_prefix=None, progress=True):
+def test_failed_download_is_reported_and_changes_no_socket_setting(torch_home, monkeypatch):
+    def refuse(url, timeout=None):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(models, "_reachable", lambda url, timeout: True)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(models, "urlopen", refuse)
     before = socket.getdefaulttimeout()
     with pytest.raises(WeightsUnavailableError, match="download failed: network is unreachable"):
         models.torchvision_model("resnet18", download=True)
     assert socket.getdefaulttimeout() == before
+    assert not any((torch_home / "hub" / "checkpoints").iterdir()), "no partial file is left"
+
+
+def _serve(data: bytes, seen: list):
+    """A stand-in for urllib's urlopen serving ``data``; records each call's timeout."""
+    def fake_urlopen(url, timeout=None):
+        seen.append((url, timeout, socket.getdefaulttimeout()))
+        return io.BytesIO(data)
+
+    return fake_urlopen
+
+
+def test_download_uses_a_per_request_timeout_and_is_checked(torch_home, monkeypatch):
+    digest = _fake_official_file(torch_home)
+    path = torch_home / "hub" / "checkpoints" / SMALL_FILE
+    data = path.read_bytes()
+    path.unlink()
+    seen: list = []
+    monkeypatch.setattr(models, "_reachable", lambda url, timeout: True)
+    monkeypatch.setattr(models, "urlopen", _serve(data, seen))
+    monkeypatch.setattr(models, "recorded_sha256", lambda name: digest[:8])
+    before = socket.getdefaulttimeout()
+    models.torchvision_model(SMALL, download=True, timeout=3.0)
+    assert [(timeout, default) for _url, timeout, default in seen] == [(3.0, before)]
+    assert seen[0][0].endswith(SMALL_FILE) and path.read_bytes() == data
+    assert socket.getdefaulttimeout() == before
+
+
+def test_download_with_the_wrong_hash_is_not_cached(torch_home, monkeypatch):
+    monkeypatch.setattr(models, "_reachable", lambda url, timeout: True)
+    monkeypatch.setattr(models, "urlopen", _serve(b"not the official file", []))
+    with pytest.raises(WeightsHashError, match="nothing was written"):
+        models.torchvision_model(SMALL, download=True)
+    assert not any((torch_home / "hub" / "checkpoints").iterdir())
 
 
 def test_unreachable_network_never_hangs(torch_home, monkeypatch):
@@ -209,3 +246,156 @@ def test_loading_without_torchvision_internal_loader(torch_home, monkeypatch):
     model, *_ = models.torchvision_model(SMALL, download=False)
     expected = torch.load(torch_home / "hub/checkpoints" / SMALL_FILE, weights_only=True)
     assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+
+
+def test_file_changed_after_a_verified_load_is_refused(torch_home, monkeypatch):
+    """The hash is of the bytes loaded: a file altered in place (size and mtime kept) is caught."""
+    digest = _fake_official_file(torch_home)
+    monkeypatch.setattr(models, "recorded_sha256", lambda name: digest[:8])
+    models.torchvision_model(SMALL, download=False)
+    path = torch_home / "hub" / "checkpoints" / SMALL_FILE
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40  # inside the tensor data
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(WeightsHashError, match=SMALL_FILE):
+        models.torchvision_model(SMALL, download=False)
+
+
+def test_other_threads_loading_torchvision_weights_are_unaffected(torch_home, monkeypatch):
+    """torchvision_model patches nothing: torchvision's own loading in another thread still works."""
+    import torchvision
+
+    digest = _fake_official_file(torch_home)
+    other = torchvision.models.SqueezeNet1_0_Weights.DEFAULT
+    torch.save(torchvision.models.squeezenet1_0().state_dict(),
+               torch_home / "hub" / "checkpoints" / os.path.basename(other.url))
+    monkeypatch.setattr(models, "recorded_sha256", lambda name: digest[:8])
+    errors: list[BaseException] = []
+
+    def load_with_torchvision():
+        for _ in range(60):
+            try:
+                torchvision.models.squeezenet1_0(weights=other, progress=False)
+            except Exception as e:
+                errors.append(e)
+
+    before = socket.getdefaulttimeout()
+    thread = threading.Thread(target=load_with_torchvision)
+    thread.start()
+    try:
+        for _ in range(60):
+            models.torchvision_model(SMALL, download=False)
+    finally:
+        thread.join()
+    assert not errors, f"{len(errors)} of 60 failed, e.g. {errors[0]!r}"
+    assert socket.getdefaulttimeout() == before
+
+
+# The architecture is built with weights=None and the arguments torchvision's builder sets for the
+# weights; a fake cache of random weights shows it equals what torchvision's builder makes.
+
+def _random_state(name: str, **kwargs) -> dict:
+    import torchvision
+
+    torch.manual_seed(0)
+    state = torchvision.models.get_model(name, weights=None, **kwargs).state_dict()
+    for value in state.values():
+        if value.is_floating_point():
+            value.copy_(torch.randn_like(value) * 0.05 + (value.abs() if value.ndim == 1 else 0))
+    return state
+
+
+def _old_densenet_keys(state: dict) -> dict:
+    """Rename keys as in torchvision's official densenet files (``norm.1`` for ``norm1``)."""
+    import re
+
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))([12])\.(weight|bias|running_mean|running_var)$")
+    return {pattern.sub(r"\1.\2.\3", k): v for k, v in state.items()}
+
+
+ARCHITECTURES = {  # name: (arguments making the official file's architecture, input size)
+    "resnet18": ({}, 32),
+    "mobilenet_v3_small": ({}, 32),
+    "squeezenet1_1": ({}, 48),
+    "googlenet": ({"aux_logits": True, "init_weights": False}, 32),
+    "inception_v3": ({"aux_logits": True, "init_weights": False}, 75),
+    "densenet121": ({}, 32),
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_model_equals_what_torchvisions_builder_makes(name, torch_home, monkeypatch):
+    import torchvision
+
+    kwargs, size = ARCHITECTURES[name]
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    state = _random_state(name, **kwargs)
+    if name.startswith("densenet"):
+        state = _old_densenet_keys(state)
+    path = torch_home / "hub" / "checkpoints" / os.path.basename(weights.url)
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    monkeypatch.setattr(models, "recorded_sha256", lambda _: hashlib.sha256(path.read_bytes()).hexdigest())
+    ours = models.torchvision_model(name, download=False).model
+    theirs = torchvision.models.get_model(name, weights=weights).eval()  # reads the same cached file
+    assert type(ours) is type(theirs) and str(ours) == str(theirs)
+    assert _settings(ours) == _settings(theirs)
+    ours_state, theirs_state = ours.state_dict(), theirs.state_dict()
+    assert list(ours_state) == list(theirs_state)
+    assert all(torch.equal(ours_state[k], theirs_state[k]) for k in theirs_state)
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+def _settings(model: nn.Module) -> dict:
+    """Every module's plain attributes (``transform_input``, ``aux_logits``, ``training``, ...)."""
+    return {(name, key): value for name, module in model.named_modules()
+            for key, value in vars(module).items() if not key.startswith("_") and not callable(value)}
+
+
+def test_every_torchvision_classifier_has_a_build_plan():
+    """Each builder's treatment of its weights is read without meeting an unknown statement."""
+    import torchvision
+
+    for name in torchvision.models.list_models(module=torchvision.models):
+        builder = torchvision.models.get_model_builder(name)
+        for weights in torchvision.models.get_model_weights(name):
+            plan = models._build_plan(builder, weights)
+            if weights.meta.get("categories"):
+                assert plan.kwargs.get("num_classes") == len(weights.meta["categories"]), name
+
+
+def _builder_with_an_unknown_step(weights=None, progress=True, **kwargs):
+    if weights is not None:
+        kwargs["num_classes"] = len(weights.meta["categories"])
+        kwargs.update(torch.load(weights.url))  # something deconvlab does not reproduce
+    return nn.Linear(2, kwargs.get("num_classes", 2))
+
+
+def test_a_builder_step_that_is_not_understood_fails_loudly():
+    import torchvision
+
+    with pytest.raises(models._Unknown, match=r"kwargs\.update"):
+        models._build_plan(_builder_with_an_unknown_step, torchvision.models.ResNet18_Weights.DEFAULT)
+
+
+def test_weights_without_classes_are_refused():
+    with pytest.raises(ValueError, match=r"IMAGENET1K_FEATURES have no classes.*IMAGENET1K_V1"):
+        models.torchvision_model("vgg16", weights="IMAGENET1K_FEATURES")
+
+
+def test_evaluate_restores_each_modules_mode():
+    """deconvlab.train.evaluate runs in eval mode and gives back a frozen BatchNorm as it was."""
+    from deconvlab import train
+
+    torch.manual_seed(0)
+    model = models.TeachingCNN(batchnorm=True).train()
+    frozen = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d)).eval()
+    modes = [m.training for m in model.modules()]
+    stats = frozen.running_mean.clone()
+    train.evaluate(model, n=8)
+    assert [m.training for m in model.modules()] == modes
+    assert torch.equal(frozen.running_mean, stats)

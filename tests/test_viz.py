@@ -38,6 +38,32 @@ def test_signed_image_batches_of_one_and_other_channel_counts():
         viz.signed_image(torch.zeros(2, 3, 4, 4))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("channels", [3, 8])
+def test_one_non_finite_value_does_not_blank_the_picture(bad, channels):
+    """Non-finite values are drawn as 0 (grey) and left out of the scale; the rest is unchanged."""
+    s = _signal(channels, c=channels)
+    clean = s.clone()
+    clean[0, 2, 3] = 0.0
+    s[0, 2, 3] = bad
+    with pytest.warns(RuntimeWarning, match="1 of .* not finite"):
+        img = viz.signed_image(s)
+    np.testing.assert_array_equal(img, viz.signed_image(clean))
+    assert np.isfinite(img).all() and img.min() < 0.25 and img.max() > 0.75
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        heat = viz.heatmap(s, cmap=None)
+    np.testing.assert_array_equal(heat, viz.heatmap(clean, cmap=None))
+    assert heat.max() == 1.0
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        over = viz.overlay(torch.rand(3, 16, 20), s)
+    assert np.isfinite(over).all()
+
+
+def test_an_all_nan_signal_is_grey():
+    with pytest.warns(RuntimeWarning, match="48 of 48"):
+        np.testing.assert_array_equal(viz.signed_image(torch.full((3, 4, 4), float("nan"))), 0.5)
+
+
 def test_heatmap_is_channel_max_of_magnitude():
     s = _signal(1)
     grey = viz.heatmap(s, cmap=None)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from .. import viz
 from ..attribution import attribute
 from ..metrics import mask_energy_fraction
+from ..model_state import evaluating
 from ..rules import BUILTIN_NAMES, BUILTIN_RULES
 from ..viz import rule_label
 from ._base import Explorer
@@ -140,12 +141,8 @@ class CNNExplorer(Explorer):
 
     @torch.no_grad()
     def _predict(self) -> tuple[Tensor, Tensor]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):  # each module's own mode comes back (e.g. a frozen BatchNorm)
             logits = torch.cat([self.model(chunk) for chunk in self.images.split(32)])
-        finally:
-            self.model.train(was_training)
         self._n_classes = logits.shape[1]
         probs = logits.softmax(1)
         top = probs.max(1)

@@ -79,7 +79,7 @@ class ProjectionExplorer(Explorer):
     scale : int, default 2
         Pixel enlargement of the picture.
     cache_size : int, default 128
-        How many ``(layer, channel)`` projections to keep (and twice as many pictures).
+        How many ``(layer, channel)`` projections to keep (and twice as many pictures); at least 1.
 
     Attributes
     ----------
@@ -97,6 +97,8 @@ class ProjectionExplorer(Explorer):
         scale: int = 2,
         cache_size: int = 128,
     ) -> None:
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+            raise ValueError(f"cache_size must be an integer >= 1 (projections kept), got {cache_size!r}")
         self.model, self.images, self.k = model, images, int(k)
         self.rules = [get_rule(rule).name for rule in rules]
         self.scale, self.cache_size = scale, cache_size
