@@ -1,4 +1,9 @@
-"""TorchRay's ``torchray.attribution.deconvnet``: DeConvNet (Zeiler and Fergus, ECCV 2014)."""
+r"""TorchRay's ``torchray.attribution.deconvnet``: DeConvNet (Zeiler and Fergus, ECCV 2014).
+
+:func:`deconvnet` is :func:`~.common.saliency` with ``context_builder=DeConvNetContext``;
+inside :class:`DeConvNetContext` every ReLU backpropagates
+:math:`\operatorname{ReLU}^*(x, p) = p \cdot [p > 0]`, as :class:`DeConvNetReLU` does.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...context import backward_rule
 from ...rules import DECONVNET
-from .common import ContextBuilder, saliency
+from .common import ReLUContext, saliency
 
-__all__ = ["DeConvNetContext", "DeConvNetReLU", "deconvnet"]
+__all__ = ["DeConvNetContext", "deconvnet"]
 
 
 class DeConvNetReLU(torch.autograd.Function):
@@ -19,6 +23,8 @@ class DeConvNetReLU(torch.autograd.Function):
 
     Use as ``DeConvNetReLU.apply(x)``.
     """
+
+    rule = DECONVNET
 
     @staticmethod
     def forward(ctx: Any, input: Tensor) -> Tensor:
@@ -29,15 +35,14 @@ class DeConvNetReLU(torch.autograd.Function):
         return DECONVNET.backward(grad_output, grad_output)  # x is ignored by the rule
 
 
-class DeConvNetContext(backward_rule):
+class DeConvNetContext(ReLUContext):
     """Every ReLU in the block gets DeConvNet's backward, ``ReLU*(x, p) = p · [p > 0]``."""
 
     def __init__(self) -> None:
-        super().__init__(DECONVNET)
+        super().__init__(DeConvNetReLU)
 
 
-def deconvnet(*args: Any, context_builder: ContextBuilder = DeConvNetContext, **kwargs: Any) -> Any:
-    """DeConvNet saliency; same arguments as :func:`~.common.saliency`."""
-    # saliency(*args, context_builder=context_builder, **kwargs), in a form mypy accepts
-    kwargs["context_builder"] = context_builder
+def deconvnet(*args: Any, context_builder: Any = DeConvNetContext, **kwargs: Any) -> Any:
+    """DeConvNet saliency; same arguments and return values as :func:`~.common.saliency`."""
+    kwargs["context_builder"] = context_builder  # saliency(*args, context_builder=..., **kwargs)
     return saliency(*args, **kwargs)

@@ -1,7 +1,11 @@
-"""TorchRay's ``torchray.attribution.guided_backprop``: guided backprop (Springenberg et al., 2015).
+r"""TorchRay's ``torchray.attribution.guided_backprop``: guided backprop (Springenberg et al., 2015).
 
-Unlike TorchRay's, which lets the signal through at ``x == 0``, the gate is closed at
-``x == 0``, as the equation (and autograd's ReLU) says.
+:func:`guided_backprop` is :func:`~.common.saliency` with
+``context_builder=GuidedBackpropContext``; inside :class:`GuidedBackpropContext` every
+ReLU backpropagates :math:`\operatorname{ReLU}^*(x, p) = p \cdot [x > 0] \cdot [p > 0]`,
+as :class:`GuidedBackpropReLU` does. The gate is closed at :math:`x = 0`, as this
+equation (which TorchRay documents) and autograd's ReLU say; TorchRay's implementation
+lets the signal through there.
 """
 
 from __future__ import annotations
@@ -11,11 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...context import backward_rule
 from ...rules import GUIDED_BACKPROP
-from .common import ContextBuilder, saliency
+from .common import ReLUContext, saliency
 
-__all__ = ["GuidedBackpropContext", "GuidedBackpropReLU", "guided_backprop"]
+__all__ = ["GuidedBackpropContext", "guided_backprop"]
 
 
 class GuidedBackpropReLU(torch.autograd.Function):
@@ -23,6 +26,8 @@ class GuidedBackpropReLU(torch.autograd.Function):
 
     Use as ``GuidedBackpropReLU.apply(x)``.
     """
+
+    rule = GUIDED_BACKPROP
 
     @staticmethod
     def forward(ctx: Any, input: Tensor) -> Tensor:
@@ -36,17 +41,14 @@ class GuidedBackpropReLU(torch.autograd.Function):
         return GUIDED_BACKPROP.backward(out, grad_output)
 
 
-class GuidedBackpropContext(backward_rule):
+class GuidedBackpropContext(ReLUContext):
     """Every ReLU in the block gets guided backprop's backward, ``ReLU*(x, p) = p · [x > 0] · [p > 0]``."""
 
     def __init__(self) -> None:
-        super().__init__(GUIDED_BACKPROP)
+        super().__init__(GuidedBackpropReLU)
 
 
-def guided_backprop(
-    *args: Any, context_builder: ContextBuilder = GuidedBackpropContext, **kwargs: Any
-) -> Any:
-    """Guided-backprop saliency; same arguments as :func:`~.common.saliency`."""
-    # saliency(*args, context_builder=context_builder, **kwargs), in a form mypy accepts
-    kwargs["context_builder"] = context_builder
+def guided_backprop(*args: Any, context_builder: Any = GuidedBackpropContext, **kwargs: Any) -> Any:
+    """Guided-backprop saliency; same arguments and return values as :func:`~.common.saliency`."""
+    kwargs["context_builder"] = context_builder  # saliency(*args, context_builder=..., **kwargs)
     return saliency(*args, **kwargs)
