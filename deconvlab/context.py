@@ -131,8 +131,10 @@ class _ReLUInterceptor(TorchFunctionMode):
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
         label = activation_label(func)
-        if label is not None and isinstance(out, torch.Tensor) and out.requires_grad:
-            seen.saw_untouched(label, out)
+        # F.multi_head_attention_forward returns (output, weights)
+        first = out[0] if isinstance(out, tuple) and out else out
+        if label is not None and isinstance(first, torch.Tensor) and first.requires_grad:
+            seen.saw_untouched(label, first)
         return out
 
 

@@ -63,6 +63,9 @@ _NAMES = {
     "sigmoid": "Sigmoid", "sigmoid_": "Sigmoid", "tanh": "Tanh", "tanh_": "Tanh", "softmax": "Softmax",
     "log_softmax": "LogSoftmax", "glu": "GLU", "logsigmoid": "LogSigmoid", "softsign": "Softsign",
     "tanhshrink": "Tanhshrink", "threshold": "Threshold", "threshold_": "Threshold",
+    # composites that PyTorch hands to a function mode whole: the softmax inside is not seen otherwise
+    "scaled_dot_product_attention": "Softmax", "multi_head_attention_forward": "Softmax",
+    "softmin": "Softmin",
 }
 _LABELS: dict[object, str] = {}
 # F's built-in activations live in torch._C._nn (F.gelu is torch._C._nn.gelu; F.hardswish calls
@@ -134,19 +137,20 @@ class Observations:
         self.relus.append(getattr(output, "grad_fn", None))
 
     def saw_untouched(self, label: str, output: object) -> None:
-        self.untouched.append(_Seen(label, self._where(label), getattr(output, "grad_fn", None)))
-
-    def _where(self, label: str) -> str:
-        """``"GELU in 'blocks.0.act' (GELU)"``: the nonlinearity and the module it ran in."""
         module = self.modules[-1] if self.modules else None
+        if isinstance(module, nn.ReLU6):
+            label = "ReLU6"  # nn.ReLU6 runs F.hardtanh: its kind is ReLU6, as F.relu6's is
+        self.untouched.append(_Seen(label, self._where(label, module), getattr(output, "grad_fn", None)))
+
+    def _where(self, label: str, module: nn.Module | None) -> str:
+        """``"'blocks.0.act' (GELU)"``: the module the nonlinearity ran in."""
         if module is None:
-            return f"{label} in code outside any nn.Module"
-        if type(module).__module__ == nn.modules.activation.__name__:
-            label = type(module).__name__  # nn.ReLU6 runs F.hardtanh: call it ReLU6
+            return "code outside any nn.Module"
         names = self.module_names
+        kind = "" if type(module).__name__ == label else f" ({type(module).__name__})"
         if names is not None and id(module) in names:
-            return f"{label} in '{names[id(module)] or '<model>'}' ({type(module).__name__})"
-        return f"{label} in a {type(module).__name__} module"
+            return f"'{names[id(module)] or '<model>'}'{kind}"
+        return f"a {type(module).__name__} module"
 
 
 def input_node(x: Tensor) -> object:
@@ -208,20 +212,38 @@ def warn_untouched(
         )
 
 
+BUDGET = 400  # characters for the grouped list: the whole warning stays under 600
+
+
 def _grouped(seen: list[_Seen]) -> str:
-    """``"GELU ×12 (e.g. GELU in 'a' (GELU), ...); Sigmoid ×1 (...)"``, in order of first appearance."""
+    """``"GELU ×12 calls ('a', 'b', ...) | Sigmoid ×1 call ('c')"``, in order of first appearance.
+
+    Every kind gets one example place; more (up to EXAMPLES each) are added in turn while the
+    list fits in BUDGET characters.
+    """
     by_kind: dict[str, dict[str, None]] = defaultdict(dict)
     counts: dict[str, int] = defaultdict(int)
     for item in seen:
         counts[item.label] += 1
         by_kind[item.label][item.where] = None
-    parts = []
-    for label, places in by_kind.items():
-        examples = list(places)
-        shown = "; ".join(examples[:EXAMPLES]) + ("; ..." if len(examples) > EXAMPLES else "")
-        times = "call" if counts[label] == 1 else "calls"
-        parts.append(f"{label} ×{counts[label]} {times} ({shown})")
-    return " | ".join(parts)
+    places = {label: list(where) for label, where in by_kind.items()}
+    shown = {label: 1 for label in places}
+
+    def text() -> str:
+        parts = []
+        for label, examples in places.items():
+            more = ", ..." if shown[label] < counts[label] else ""
+            times = "call" if counts[label] == 1 else "calls"
+            parts.append(f"{label} ×{counts[label]} {times} ({', '.join(examples[:shown[label]])}{more})")
+        return " | ".join(parts)
+
+    for _ in range(EXAMPLES - 1):
+        for label, examples in places.items():
+            if shown[label] < min(EXAMPLES, len(examples)):
+                shown[label] += 1
+                if len(text()) > BUDGET:
+                    shown[label] -= 1
+    return text()
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

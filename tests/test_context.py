@@ -187,7 +187,7 @@ ACTIVATIONS = [
 @pytest.mark.parametrize(("module", "label"), ACTIVATIONS)
 def test_non_relu_modules_are_named_with_their_place(module, label):
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), module, nn.Linear(4, 2))
-    with pytest.warns(UnsupportedActivationWarning, match=rf"{label} in '3' \({type(module).__name__}\)"):
+    with pytest.warns(UnsupportedActivationWarning, match=rf"{label} ×1 call \('3'\)"):
         dl.attribute(model, torch.randn(2, 4), 1, rule="deconvnet")
 
 
@@ -201,14 +201,14 @@ def test_non_relu_functionals_are_named_with_their_place(function, label):
             return function(h)
 
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), Head(), nn.Linear(4, 2))
-    with pytest.warns(UnsupportedActivationWarning, match=rf"{label} in '2' \(Head\)"):
+    with pytest.warns(UnsupportedActivationWarning, match=rf"{label} ×1 call \('2' \(Head\)\)"):
         dl.attribute(model, torch.randn(2, 4), 1, rule="guided_backprop")
 
 
 def test_a_model_without_relu_warns_that_every_rule_is_the_gradient():
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
     with pytest.warns(NoReLUWarning, match="every rule equals the plain gradient"), \
-            pytest.warns(UnsupportedActivationWarning, match=r"Tanh ×1 call \(Tanh in '1' \(Tanh\)\)"):
+            pytest.warns(UnsupportedActivationWarning, match=r"Tanh ×1 call \('1'\)"):
         dl.attribute(model, torch.randn(1, 4), 0, rule="deconvnet")
 
 
@@ -244,8 +244,8 @@ def test_many_nonlinearities_are_grouped_by_kind_with_a_count_and_a_few_places()
     with pytest.warns(UnsupportedActivationWarning) as caught:
         dl.attribute(model, torch.randn(2, 4), 0, rule="guided")
     (message,) = [str(w.message) for w in caught]
-    assert "GELU ×40 calls (GELU in '0.1' (GELU); GELU in '1.1' (GELU); GELU in '2.1' (GELU); ...)" in message
-    assert "Tanh ×1 call (Tanh in '42' (Tanh))" in message and len(message) < 400
+    assert "GELU ×40 calls ('0.1', '1.1', '2.1', ...)" in message
+    assert "Tanh ×1 call ('42')" in message and len(message) < 400
 
 
 def test_the_warning_points_at_the_callers_line():
