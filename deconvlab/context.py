@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from itertools import repeat, starmap
 from types import TracebackType
 from typing import Any, Callable
 
@@ -152,22 +153,33 @@ def _remove_mode(mode: TorchFunctionMode) -> None:
 
     On top, the public ``TorchFunctionMode.__exit__`` pops it. Below a user's mode (entered
     inside our block and still open) that would pop the user's mode instead, and PyTorch has
-    no public call to remove another one, so the private pop/push of the stack are used
-    (checked by ``tests/test_pytorch_private_api.py``). An interrupt in between is repaired
-    by the next :func:`_heal`, which compares the whole stack.
+    no public call to remove another one, so :func:`_set_stack` uses the private pop/push.
     """
     modes = _function_modes()
     if modes and modes[-1] is mode:
         mode.__exit__(None, None, None)
         return
-    above = []
-    while torch._C._len_torch_function_stack() > 0:
-        top = torch._C._pop_torch_function_stack()
-        if top is mode:
-            break
-        above.append(top)
-    while above:
-        torch._C._push_on_torch_function_stack(above.pop())
+    target = [other for other in modes if other is not mode]
+    try:
+        _set_stack(target)
+    except BaseException:  # interrupted between the pops and the pushes: finish, then go on
+        _set_stack(target)
+        raise
+
+
+def _set_stack(target: list[TorchFunctionMode]) -> None:
+    """Make this thread's function-mode stack ``target`` by popping above the shared prefix and pushing.
+
+    Each of the two steps is one C-level call from here (``starmap``/``map`` over PyTorch's
+    private pop and push, checked by ``tests/test_pytorch_private_api.py``), so an interrupt
+    can only fall between them, where calling this again completes the change.
+    """
+    current = _function_modes()
+    shared = 0
+    while shared < min(len(current), len(target)) and current[shared] is target[shared]:
+        shared += 1
+    list(starmap(torch._C._pop_torch_function_stack, repeat((), len(current) - shared)))
+    list(map(torch._C._push_on_torch_function_stack, target[shared:]))
 
 
 def _heal() -> None:

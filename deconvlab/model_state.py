@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import repeat
 
 from torch import nn
 from torch.utils.hooks import RemovableHandle
@@ -20,13 +21,14 @@ __all__ = ["evaluating", "removing"]
 @contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode; restore each module's own flag on exit."""
-    flags = [(module, module.training) for module in model.modules()]
+    modules = list(model.modules())
+    flags = [module.training for module in modules]
     try:
         model.eval()
         yield model
     finally:
-        for module, training in flags:
-            module.training = training
+        # One C-level call from here: an interrupt cannot stop the restoration half-way.
+        list(map(setattr, modules, repeat("training"), flags))
 
 
 @contextmanager
@@ -35,5 +37,4 @@ def removing(handles: list[RemovableHandle]) -> Iterator[list[RemovableHandle]]:
     try:
         yield handles
     finally:
-        for handle in handles:
-            handle.remove()
+        list(map(RemovableHandle.remove, handles))  # one C-level call from here, as above

@@ -19,7 +19,6 @@ from typing import Union
 import torch
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
-from torch.utils.hooks import RemovableHandle
 
 from .checks import check_input, check_model, find_layer
 from .context import InPlaceOnLeafError
@@ -43,7 +42,6 @@ class LayerProbe:
     def __init__(self, name: str, module: nn.Module, stop: bool) -> None:
         self.name, self.stop = name, stop
         self.reset()
-        self.handle: RemovableHandle = module.register_forward_hook(self)
 
     def reset(self) -> None:
         self.calls = 0
@@ -153,8 +151,10 @@ def recording(
     with evaluating(model), removing([]) as handles, torch.enable_grad():
         probe = None
         if layer is not None:
-            probe = LayerProbe(*find_layer(model, layer), stop=stop_at_layer)
-            handles.append(probe.handle)
+            name, module = find_layer(model, layer)
+            probe = LayerProbe(name, module, stop=stop_at_layer)
+            # One C-level call: an interrupt cannot fall between registering and keeping the handle.
+            handles.extend(map(module.register_forward_hook, [probe]))
         with context:
             output: Tensor | None = None
             try:

@@ -1,0 +1,272 @@
+"""A KeyboardInterrupt anywhere never leaves a rule active, a lock held or a hook on the model.
+
+Two deliveries (machinery in ``tools/interrupt_sweep.py``):
+
+* ``sys.settrace``: each scenario is run once to count the opcodes executed in deconvlab's own
+  code, then once per opcode with a ``KeyboardInterrupt`` raised at exactly that opcode;
+* real SIGINTs (SIGALRM -> ``raise_signal(SIGINT)``) at seeded random delays, thousands of times.
+
+After each trial: the interrupt surfaced as ``KeyboardInterrupt``; the torch function-mode stack,
+``dl.active_rule()``, the model's hooks and the process-wide module hooks, each module's
+``training`` flag, the model's output and plain gradient are as before; and the same context
+objects can be entered again (checked in a daemon thread with a timeout: a lock left held would
+otherwise hang the suite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+import torch
+from torch import nn
+
+import deconvlab as dl
+from tools.interrupt_sweep import (
+    Baseline,
+    sweep,
+)
+
+RULES = ["gradient", "deconvnet", "guided_backprop"]
+TARGET = 1
+# The opcode sweep excuses the instructions no Python code can protect and (but for the return of
+# __enter__ before 3.11) no real interrupt reaches: a NOP outside every exception handler (e.g. the
+# first instruction of __exit__, the ``try:`` line), SETUP_FINALLY before 3.11, the return of
+# __enter__ (tools/interrupt_sweep.py: ``boundary``). The interrupt must still surface as
+# KeyboardInterrupt there. True makes the sweep strict.
+STRICT_BOUNDARIES = False
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Thousands of tiny passes: a second intra-op thread only adds contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cnn() -> nn.Sequential:
+    """1 conv + in-place ReLU + pool + linear on a 1x1x4x4 input; mixed training flags."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3),
+    ).double()
+    model.train()
+    model[2].eval()  # each module's own flag must come back, not just the model's
+    return model
+
+
+def tiny_input() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(1, 1, 4, 4, dtype=torch.float64)
+
+
+def leaky_backward(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return p * (p > 0) + 0.1 * p * (p <= 0)
+
+
+class UserMode(torch.overrides.TorchFunctionMode):
+    """A user's own function mode, entered inside a rule and left after it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass
+class Scenario:
+    run: Callable[[], object]
+    contexts: tuple = ()
+    model: nn.Module | None = None
+    x: torch.Tensor | None = None
+
+    def baseline(self) -> Baseline:
+        return Baseline(self.model, self.x, TARGET, self.contexts)
+
+
+def _relu_under_modes() -> None:
+    torch.relu(torch.ones(3, requires_grad=True) * 1)
+
+
+def with_pass() -> Scenario:
+    context = dl.backward_rule("deconvnet")
+
+    def run():
+        with context:
+            pass
+
+    return Scenario(run, (context,))
+
+
+def nested() -> Scenario:
+    outer, inner = dl.backward_rule("deconvnet"), dl.backward_rule("guided")
+
+    def run():
+        with outer:
+            with inner:
+                _relu_under_modes()
+
+    return Scenario(run, (outer, inner))
+
+
+def reentered() -> Scenario:
+    context = dl.backward_rule("deconvnet")
+
+    def run():
+        with context:
+            with context:
+                pass
+
+    return Scenario(run, (context,))
+
+
+def _unwind(context, error: BaseException) -> None:
+    """Exit ``context`` because ``error`` is propagating, as a ``with`` statement would."""
+    context.__exit__(type(error), error, error.__traceback__)
+
+
+def out_of_order() -> Scenario:
+    a, b = dl.backward_rule("deconvnet"), dl.backward_rule("guided")
+
+    def run():  # two with-statements whose exits are swapped
+        a.__enter__()
+        try:
+            b.__enter__()
+        except BaseException as error:
+            _unwind(a, error)
+            raise
+        try:
+            a.__exit__(None, None, None)  # the outer one leaves first
+        except BaseException as error:
+            _unwind(b, error)
+            raise
+        b.__exit__(None, None, None)
+
+    return Scenario(run, (a, b))
+
+
+def user_mode_inside() -> Scenario:
+    context, user = dl.backward_rule("deconvnet"), UserMode()
+
+    def run():  # ``with context: with user: relu`` whose exits are swapped
+        context.__enter__()
+        try:
+            user.__enter__()
+        except BaseException as error:
+            _unwind(context, error)
+            raise
+        try:
+            try:
+                _relu_under_modes()
+            except BaseException as error:
+                _unwind(context, error)
+                raise
+            context.__exit__(None, None, None)  # ours leaves while the user's mode is above it
+        except BaseException as error:
+            _unwind(user, error)
+            raise
+        user.__exit__(None, None, None)
+
+    return Scenario(run, (context,))
+
+
+def attribute_rules_layer() -> Scenario:
+    model, x = tiny_cnn(), tiny_input()
+    return Scenario(lambda: dl.attribute(model, x, TARGET, rules=RULES, layer="0"), (), model, x)
+
+
+def project_max() -> Scenario:
+    model, x = tiny_cnn(), tiny_input()
+    return Scenario(lambda: dl.project(model, x, "2", 1, position="max"), (), model, x)
+
+
+def by_hand_user_rule() -> Scenario:
+    model, x = tiny_cnn(), tiny_input()
+    dl.register_rule("interrupt_test_leaky", leaky_backward)
+    context = dl.backward_rule("interrupt_test_leaky")
+
+    def run():
+        leaf = x.detach().clone().requires_grad_(True)
+        with context:
+            output = model(leaf)
+            torch.autograd.grad(output[0, TARGET], leaf)
+
+    return Scenario(run, (context,), model, x)
+
+
+SCENARIOS = {
+    "with_pass": with_pass,
+    "nested": nested,
+    "reentered": reentered,
+    "out_of_order": out_of_order,
+    "user_mode_inside": user_mode_inside,
+    "attribute_rules_layer": attribute_rules_layer,
+    "project_max": project_max,
+    "by_hand_user_rule": by_hand_user_rule,
+}
+
+
+# attribute_rules_layer and project_max still fail at a few opcodes of the clean-up that a real
+# SIGINT can also reach (the normal exit of a `with`, a `finally` before its first call), and real
+# SIGINTs at the first instruction of backward_rule.__exit__ still leave the rule on: both need
+# the interrupt deferred out of deconvlab's critical sections, which is not built yet (issue 9).
+GUARANTEED = ("with_pass", "nested", "reentered", "out_of_order", "user_mode_inside", "by_hand_user_rule")
+
+
+@pytest.mark.parametrize("name", GUARANTEED)
+def test_an_interrupt_at_every_deconvlab_opcode_leaves_nothing_behind(name):
+    scenario = SCENARIOS[name]()
+    baseline = scenario.baseline()
+    scenario.run()  # warm-up: lazy imports and first-call caches out of the count
+    result = sweep(name, scenario.run, baseline, strict_boundaries=STRICT_BOUNDARIES)
+    print(result.summary())
+    if result.failures:
+        pytest.fail(result.summary(), pytrace=False)
+    assert result.trials == result.opcodes > 0
+    assert result.interrupted == result.trials, result.summary()  # the scenario is deterministic
+
+
+def test_an_interrupt_in_a_user_rules_backward_during_attribute():
+    model, x = tiny_cnn(), tiny_input()
+    baseline = Baseline(model, x, TARGET)
+    calls = []
+
+    def interrupting(x, p):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    dl.register_rule("interrupt_test_raising", interrupting)
+    error = None
+    try:
+        dl.attribute(model, x, TARGET, rules=["deconvnet", "interrupt_test_raising", "gradient"], layer="0")
+    except BaseException as caught:
+        error = caught
+    assert calls, "the user rule never ran"
+    assert isinstance(error, KeyboardInterrupt), error
+    assert baseline.problems(error, interrupted=True) == []
+
+
+class _Interrupting(nn.Module):
+    armed = False
+
+    def forward(self, h):
+        if self.armed:
+            raise KeyboardInterrupt
+        return h
+
+
+def test_an_interrupt_in_the_forward_of_project_leaves_no_hook():
+    torch.manual_seed(0)
+    trap = _Interrupting()
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(inplace=True), trap, nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3),
+    ).double()
+    x = tiny_input()
+    baseline = Baseline(model, x, TARGET)
+    trap.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        dl.project(model, x, "3", 1, position="max")  # the trap runs before the projected layer
+    trap.armed = False
+    assert baseline.problems(None, interrupted=False) == []
+    model(x)  # no probe hook left to raise StopForward
