@@ -33,7 +33,19 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge
 
-from .checks import Target, check_batch, seed_from_target
+from .checks import (
+    Target,
+    as_int,
+    check_batch,
+    check_batch_dimension,
+    check_input,
+    check_model,
+    check_position,
+    check_rule_list,
+    check_target,
+    forward_checks,
+    seed_from_target,
+)
 from .context import active_rule, backward_rule
 from .observations import input_node, nodes_reaching, warn_untouched
 from .recording import Recording, recording
@@ -42,7 +54,7 @@ from .rules import GRADIENT, Rule, RuleLike, get_rule
 
 __all__ = ["Recording", "attribute", "project", "record"]
 
-Position = Union[None, str, tuple[int, int]]
+Position = Union[None, str, tuple[int, ...]]
 Layer = Union[str, nn.Module, None]
 
 
@@ -65,11 +77,15 @@ def select_rules(
         raise TypeError("give either rule= (one rule, returns a Tensor) or rules= (a list, returns a dict)")
     if isinstance(rules, (str, Rule)):
         raise TypeError(f"rules= takes a list of rules, got {rules!r}; for one rule pass rule={rules!r}")
+    items = check_rule_list(rules)
     selected: dict[str, Rule] = {}
-    for item in rules:
-        resolved = get_rule(item)
+    for index, item in enumerate(items):
+        try:
+            resolved = get_rule(item)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"rules[{index}]: {error}") from None
         if resolved.name in selected:
-            raise ValueError(f"rule {resolved.name!r} is listed twice in rules={list(rules)!r}")
+            raise ValueError(f"rule {resolved.name!r} is listed twice in rules={items!r}")
         selected[resolved.name] = resolved
     if not selected:
         raise ValueError("rules= is an empty list; give at least one rule")
@@ -113,11 +129,15 @@ def record(
     """Run the forward pass of :func:`attribute` once and keep its graph (same arguments).
 
     Returns a :class:`~deconvlab.recording.Recording`: ``.signal(name)`` runs one backward
-    pass under that rule, ``.signals()`` all of them.
+    pass under that rule, ``.signals()`` all of them. Raises as :func:`attribute` does.
     """
+    check_model(model)
+    check_input(x)
+    check_batch_dimension(model, x)
+    check_target(target)
     selected, _ = select_rules(rule, rules, default="guided_backprop")
     context, slot = _rule_context(model, selected)
-    with recording(model, x, context, layer) as forward:
+    with forward_checks(model, x), recording(model, x, context, layer) as forward:
         assert forward.output is not None
         check_batch(forward.output, x)
         seed = seed_from_target(forward.output, target)
@@ -172,6 +192,22 @@ def attribute(
         Signed signal shaped like ``x`` (or like ``layer``'s output), detached; with
         ``rules=`` one per rule, keyed by the rules' canonical names.
 
+    Raises
+    ------
+    TypeError
+        ``model`` is no ``nn.Module`` (or is TorchScript); ``x`` is no floating-point tensor, or its
+        dtype differs from the model's; ``target`` is None, a string (the message shows how to get
+        its index), a float, a bool or a list of anything but ints; ``rule`` or an item of ``rules``
+        is no rule name or Rule; ``layer`` is no module path or module.
+    ValueError
+        ``x`` has no batch dimension (said so before the model runs, with the fix ``x[None]``) or a
+        shape the model cannot take; ``target`` has the wrong length or shape; an unknown rule
+        or layer.
+    IndexError
+        A ``target`` class outside the model's outputs.
+
+    Every message names the parameter; see :mod:`deconvlab.checks` for the contract.
+
     Examples
     --------
     >>> signal = dl.attribute(model, x, 3, rule="deconvnet")                               # doctest: +SKIP
@@ -191,6 +227,11 @@ def _unit_seed(activation: Tensor, channel: int, position: Position) -> Tensor:
         raise IndexError(f"channel {channel} is out of range for a layer with {channels} channels")
     feature = activation[:, channel].detach()
     seed = torch.zeros_like(activation)
+    if feature.dim() == 1 and isinstance(position, tuple):
+        raise ValueError(
+            f"position {position} needs a feature map, but the layer's output has shape "
+            f"{tuple(activation.shape)} (one value per channel); pass position=None"
+        )
     if position is None or feature.dim() == 1:
         seed[:, channel] = feature
         return seed
@@ -202,7 +243,12 @@ def _unit_seed(activation: Tensor, channel: int, position: Position) -> Tensor:
         index = flat.argmax(dim=1)
     else:
         spatial = tuple(feature.shape[1:])
-        if len(position) != len(spatial) or any(not 0 <= p < s for p, s in zip(position, spatial)):
+        if len(position) != len(spatial):
+            raise ValueError(
+                f"position {tuple(position)} has {len(position)} entries, but the feature map has "
+                f"{len(spatial)} dimensions, of size {spatial}"
+            )
+        if any(not 0 <= p < s for p, s in zip(position, spatial)):
             raise IndexError(f"position {tuple(position)} is outside the feature map of size {spatial}")
         flat_index = int(np.ravel_multi_index(tuple(int(p) for p in position), spatial))
         index = torch.full((batch,), flat_index, device=flat.device)
@@ -258,13 +304,32 @@ def project(
     Tensor, or dict of str to Tensor with ``rules=``
         Signal shaped like ``x``. It is zero for an example whose chosen
         activations are all zero: there is nothing to project.
+
+    Raises
+    ------
+    TypeError
+        As :func:`attribute` for ``model``, ``x``, ``rule``, ``rules`` and ``layer`` (which is
+        required); ``channel`` is no integer; ``position`` is neither None, ``"max"`` nor a pair of ints.
+    ValueError
+        As :func:`attribute`; ``position`` is another string or has the wrong length.
+    IndexError
+        ``channel`` or ``position`` outside the layer's output.
     """
+    check_model(model)
+    check_input(x)
+    check_batch_dimension(model, x)
+    if layer is None:
+        raise TypeError(
+            "layer is None: project needs the layer whose channel is projected, e.g. layer='features.8'"
+        )
+    channel = as_int("channel", channel)
+    checked_position = check_position(position)
     selected, single = select_rules(rule, rules, default="deconvnet")
     context, slot = _rule_context(model, selected)
-    with recording(model, x, context, layer, stop_at_layer=True) as forward:
+    with forward_checks(model, x), recording(model, x, context, layer, stop_at_layer=True) as forward:
         assert forward.layer is not None
         activation = forward.layer.checked_output()
-        seed = _unit_seed(activation, channel, position)
+        seed = _unit_seed(activation, channel, checked_position)
     _warn_untouched(context, activation, forward.leaf)
     signals = Recording(slot, selected, activation, seed, forward.leaf).signals()
     return next(iter(signals.values())) if single else signals

@@ -1,20 +1,63 @@
-"""Validation of models, inputs, targets and layers: every error names the problem.
+"""Validation of models, inputs, targets, layers and every other argument: each error names the problem.
 
 A saliency map computed from a wrong target or a silently ignored layer looks
 just as plausible as a right one, so :func:`deconvlab.attribute` checks its
 arguments before it runs anything.
+
+**The contract for bad arguments.** deconvlab's public functions refuse a bad argument
+with one of three built-in exceptions, whose message names the parameter (``target``,
+``x``, ``rule``, ``layer``, ``channel``, ...; an item of a list as ``rules[1]``) and says
+what to pass instead:
+
+=============  ===================================================================
+``TypeError``  the wrong kind of value: ``None`` where a class index is needed, a
+               string for a target, a float for a channel, an integer image
+``ValueError`` the right kind, a wrong value: an unknown rule or layer, a shape that
+               does not fit (an image without its batch dimension), a wrong length
+``IndexError`` an index out of range: a target class, a channel, a position
+=============  ===================================================================
+
+Subclasses of these may be raised (e.g. :class:`deconvlab.models.WeightsHashError`, a
+``ValueError``); a ``RuntimeError`` means a failure that no argument explains (a model
+that breaks, a layer that never runs). Each function's docstring lists its errors under
+"Raises". ``tests/test_bad_input.py`` throws random bad arguments at the top-level functions,
+:mod:`~deconvlab.metrics`, :mod:`~deconvlab.zeiler_fergus`, :mod:`~deconvlab.data`,
+:mod:`~deconvlab.models`, :mod:`~deconvlab.viz` and the widgets, and checks all of this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Target", "bias_of", "check_batch", "check_input", "check_model", "find_layer", "seed_from_target"]
+__all__ = [
+    "Target",
+    "as_array",
+    "as_bool",
+    "as_choice",
+    "as_int",
+    "as_real",
+    "as_str",
+    "bias_of",
+    "check_batch",
+    "check_batch_dimension",
+    "check_images",
+    "check_input",
+    "check_model",
+    "check_position",
+    "check_rule_list",
+    "check_target",
+    "find_layer",
+    "forward_checks",
+    "renaming",
+    "seed_from_target",
+]
 
 Target = Union[int, Sequence[int], np.ndarray, Tensor]
 
@@ -23,25 +66,26 @@ def check_model(model: nn.Module) -> None:
     """Reject what a backward rule cannot be applied to."""
     if isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
         raise TypeError(
-            "TorchScript models are not supported: their ReLUs run inside the compiled graph, "
-            "where no backward rule can reach them; pass the original Python nn.Module instead"
+            "model is a TorchScript model, which is not supported: its ReLUs run inside the compiled "
+            "graph, where no backward rule can reach them; pass the original Python nn.Module instead"
         )
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module, got {describe(model)}")
 
 
-def check_input(x: Tensor) -> None:
-    """Reject inputs that would give a silently wrong or meaningless signal."""
+def check_input(x: Tensor, name: str = "x") -> None:
+    """Reject inputs that would give a silently wrong or meaningless signal (``name``: the parameter)."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        hint = f": convert it, e.g. torch.from_numpy({name}).float()" if isinstance(x, np.ndarray) else ""
+        raise TypeError(f"{name} must be a torch.Tensor, got {describe(x)}{hint}")
     if not x.is_floating_point():
         raise TypeError(
-            f"x has dtype {x.dtype}; the signal is a derivative and needs a floating-point "
-            "input: convert images first, e.g. x.float() / 255"
+            f"{name} has dtype {x.dtype}; the signal is a derivative and needs a floating-point "
+            f"input: convert images first, e.g. {name}.float() / 255"
         )
     if x.dim() < 2:
         raise ValueError(
-            f"x has shape {tuple(x.shape)}; it needs a leading batch dimension, e.g. x[None]"
+            f"{name} has shape {tuple(x.shape)}; it needs a leading batch dimension, e.g. {name}[None]"
         )
 
 
@@ -54,9 +98,17 @@ def check_batch(output: Tensor, x: Tensor) -> None:
         )
 
 
+def _is_integer(value: Tensor | np.ndarray) -> bool:
+    if isinstance(value, Tensor):
+        return not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool
+    return bool(np.issubdtype(value.dtype, np.integer))
+
+
 def _class_indices(target: Target, batch: int, classes: int) -> Tensor:
     if isinstance(target, bool):
         raise TypeError("target must be a class index, a list of them, or a seed tensor; got a bool")
+    if isinstance(target, (Tensor, np.ndarray)) and target.ndim == 0 and _is_integer(target):
+        target = int(target.item())  # a 0-d index, e.g. model(x).argmax() for one image
     if isinstance(target, (int, np.integer)):
         indices = torch.full((batch,), int(target), dtype=torch.long)
     else:
@@ -85,8 +137,8 @@ def _class_indices(target: Target, batch: int, classes: int) -> Tensor:
 def seed_from_target(output: Tensor, target: Target) -> Tensor:
     """The tensor to backpropagate from ``output`` for ``target``.
 
-    ``target`` is an int (same class for the whole batch), a list or 1-D tensor
-    (one class per example), or a tensor shaped like ``output``, used as it is.
+    ``target`` is an int or a 0-d integer tensor (same class for the whole batch), a list
+    or 1-D tensor (one class per example), or a tensor shaped like ``output``, used as it is.
     For outputs with spatial dimensions the one-hot seed covers every position.
     """
     if not isinstance(output, Tensor):
@@ -102,20 +154,27 @@ def seed_from_target(output: Tensor, target: Target) -> Tensor:
     return torch.zeros_like(output).scatter_(1, index, 1.0)
 
 
-def find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
-    """Resolve ``layer`` (a module path like ``"features.10"`` or a module) in ``model``."""
+def find_layer(model: nn.Module, layer: str | nn.Module, name: str = "layer") -> tuple[str, nn.Module]:
+    """Resolve ``layer`` (a module path like ``"features.10"`` or a module) in ``model``.
+
+    ``name`` is how messages call the argument (``"layers[2]"`` for an item of a list).
+    """
     if isinstance(layer, nn.Module):
-        for name, module in model.named_modules():
+        for path, module in model.named_modules():
             if module is layer:
-                return name, module
-        raise ValueError(f"layer {type(layer).__name__} is not a submodule of the model")
+                return path, module
+        raise ValueError(f"{name} {type(layer).__name__} is not a submodule of the model")
     if not isinstance(layer, str):
-        raise TypeError(f"layer must be a module path string or a module, got {type(layer).__name__}")
+        raise TypeError(
+            f"{name} must be a module path such as 'features.3' or a module of the model, "
+            f"got {describe(layer)}"
+        )
     modules = dict(model.named_modules())
     if layer not in modules:
-        names = [name for name in modules if name]
+        names = [path for path in modules if path]
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        raise ValueError(f"unknown layer {layer!r}; the model's layers are: {shown}")
+        prefix = "unknown layer" if name == "layer" else f"{name}: unknown layer"
+        raise ValueError(f"{prefix} {layer!r}; the model's layers are: {shown}")
     return layer, modules[layer]
 
 
@@ -124,3 +183,395 @@ def bias_of(layer: nn.Conv2d | nn.Linear) -> Tensor:
     if layer.bias is None:
         raise ValueError(f"this {type(layer).__name__} has no bias (it was built with bias=False)")
     return layer.bias
+
+
+# --------------------------------------------------------------------------------------------
+# arguments: each error names the parameter and says what to pass
+# --------------------------------------------------------------------------------------------
+
+_INT64_MAX = 2**63 - 1
+
+
+def describe(value: object) -> str:
+    """How a message shows a wrong value: ``None``, ``the string 'ring'``, ``float 1.5``, a tensor's shape."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _range_text(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"between {minimum:g} and {maximum:g}"
+    if minimum is not None:
+        return f"at least {minimum:g}"
+    return f"at most {maximum:g}"
+
+
+def as_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int: a Python or NumPy integer, or a 0-d integer tensor (not a bool).
+
+    Raises TypeError for anything else and ValueError outside ``[minimum, maximum]``.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got a bool ({value})")
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and not value.is_complex() and value.dtype != torch.bool:
+        number = int(value.item())
+    elif isinstance(value, (int, np.integer)):
+        number = int(value)
+    else:
+        hint = f" (did you mean {int(value)}?)" if isinstance(value, float) and value.is_integer() else ""
+        raise TypeError(f"{name} must be an integer, got {describe(value)}{hint}")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ValueError(f"{name} must be an integer {_range_text(minimum, maximum)}, got {number}")
+    return number
+
+
+def as_real(
+    name: str, value: object, minimum: float | None = None, maximum: float | None = None,
+    above: float | None = None,
+) -> float:
+    """``value`` as a finite float (an int or float, not a bool) in ``[minimum, maximum]`` and ``> above``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, got a bool ({value})")
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_complex() \
+            and value.dtype != torch.bool:
+        number = float(value.item())
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+    else:
+        raise TypeError(f"{name} must be a number, got {describe(value)}")
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number}")
+    if above is not None and number <= above:
+        raise ValueError(f"{name} must be greater than {above:g}, got {number:g}")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ValueError(f"{name} must be {_range_text(minimum, maximum)}, got {number:g}")
+    return number
+
+
+def as_bool(name: str, value: object) -> bool:
+    """``value`` as a bool; a string, a number or None is refused (``"False"`` is true in Python)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {describe(value)}")
+    return bool(value)
+
+
+def as_str(name: str, value: object) -> str:
+    """``value`` if it is a string."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {describe(value)}")
+    return value
+
+
+def as_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """``value`` if it is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        error = ValueError if isinstance(value, str) else TypeError
+        raise error(f"{name} must be one of {', '.join(map(repr, choices))}, got {describe(value)}")
+    return value
+
+
+def as_array(
+    name: str, value: object, layouts: dict[int, str] | None = None, kinds: str = "biuf",
+) -> Tensor | np.ndarray:
+    """Check an array argument: a tensor (returned as it is) or anything NumPy makes an array of.
+
+    Parameters
+    ----------
+    name : str
+        The parameter, as messages call it.
+    layouts : dict of int to str, optional
+        Allowed numbers of dimensions and how to describe each, e.g.
+        ``{3: "(C, H, W)", 4: "(N, C, H, W)"}``.
+    kinds : str
+        Allowed NumPy dtype kinds (``"b"`` bool, ``"i"``/``"u"`` integers, ``"f"`` floats).
+
+    Raises
+    ------
+    TypeError
+        For None, a string, an object that is not an array of numbers, or a dtype outside ``kinds``.
+    ValueError
+        For a ragged nested list, a wrong number of dimensions, or an empty array.
+    """
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise TypeError(f"{name} must be an array or a tensor, got {describe(value)}")
+    if isinstance(value, Tensor):
+        array: Tensor | np.ndarray = value
+        kind = "c" if value.is_complex() else "b" if value.dtype == torch.bool else \
+            "f" if value.is_floating_point() else "u" if value.dtype == torch.uint8 else "i"
+        shape = tuple(value.shape)
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} is not a rectangular array of numbers ({error})") from None
+        kind, shape = array.dtype.kind, array.shape
+    if kind not in kinds:
+        wanted = {"b": "bools", "i": "integers", "u": "integers", "f": "floats"}
+        allowed = " or ".join(dict.fromkeys(wanted[k] for k in kinds if k in wanted))
+        dtype = array.dtype
+        raise TypeError(
+            f"{name} must hold {allowed}, got "
+            f"{describe(value) if kind == 'O' else f'dtype {dtype}'}"
+        )
+    if layouts is not None and len(shape) not in layouts:
+        expected = " or ".join(layouts.values())
+        raise ValueError(f"{name} has shape {shape}; expected {expected}")
+    if int(np.prod(shape)) == 0:
+        raise ValueError(f"{name} has shape {shape}, with no values")
+    return array
+
+
+def check_images(images: object, name: str = "images") -> Tensor:
+    """A floating-point ``(N, C, H, W)`` batch with at least one image."""
+    check_input(images, name)  # type: ignore[arg-type]
+    assert isinstance(images, Tensor)
+    if images.dim() == 3:
+        raise ValueError(
+            f"{name} has shape {tuple(images.shape)}: one image without its batch dimension; "
+            f"add it: {name}[None] (or {name}.unsqueeze(0))"
+        )
+    if images.dim() != 4:
+        raise ValueError(f"{name} has shape {tuple(images.shape)}; expected a batch (N, C, H, W)")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} has shape {tuple(images.shape)}: the batch is empty")
+    return images
+
+
+def _is_index(value: object) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, Tensor):
+        return value.dim() == 0 and not value.is_floating_point() and not value.is_complex() \
+            and value.dtype != torch.bool
+    return isinstance(value, (int, np.integer))
+
+
+def _string_target(name: str, text: str) -> TypeError:
+    return TypeError(
+        f"{name} is the string {text!r}, but targets are class indices: give its index, e.g. "
+        f"{name}=data.classes.index({text!r}) for a deconvlab.data.shapes(...) dataset, or "
+        f"model.classes.index({text!r}) for the teaching model"
+    )
+
+
+def check_target(target: object) -> None:
+    """Refuse a ``target`` that is no class index, list of them or seed tensor, before the forward pass.
+
+    What needs the model's output (the number of classes and examples, a seed's shape) is
+    checked afterwards, by :func:`seed_from_target`.
+
+    Raises
+    ------
+    TypeError
+        None, a string, a float, a bool, a list holding anything but integers, another object.
+    ValueError
+        An empty list; a seed tensor with NaN or infinite values.
+    IndexError
+        An integer too large for any model (beyond 64 bits).
+    """
+    if target is None:
+        raise TypeError(
+            "target is None: give the class to explain, an int such as 3 (or one per example, [3, 0, ...]) "
+            "or a seed tensor shaped like the model's output; for the predicted class pass "
+            "target=model(x).argmax(1)"
+        )
+    if isinstance(target, str):
+        raise _string_target("target", target)
+    if isinstance(target, (bytes, bytearray)):
+        raise TypeError(f"target must be a class index or a list of them, got {describe(target)}")
+    if isinstance(target, (bool, np.bool_)):
+        raise TypeError(
+            "target must be a class index, a list of them, or a seed tensor; got a bool "
+            f"({target})"
+        )
+    if isinstance(target, (float, np.floating)):
+        hint = f"; did you mean {int(target)}?" if np.isfinite(target) and float(target).is_integer() else ""
+        raise TypeError(f"target must be a class index (an integer), got the float {target!r}{hint}")
+    if isinstance(target, (int, np.integer)):
+        if not -_INT64_MAX <= int(target) <= _INT64_MAX:
+            raise IndexError(
+                f"target {target} is out of range: class indices run from 0 to the number of "
+                "classes - 1"
+            )
+        return
+    if isinstance(target, (Tensor, np.ndarray)):
+        if isinstance(target, Tensor):
+            if target.dtype == torch.bool or target.is_complex():
+                raise TypeError(
+                    f"target has dtype {target.dtype}; give class indices (integers) or a floating-point "
+                    "seed tensor shaped like the model's output"
+                )
+            if target.is_floating_point() and target.numel() and not bool(torch.isfinite(target).all()):
+                raise ValueError(
+                    "target is a seed tensor with NaN or infinite values; the map would be meaningless"
+                )
+        elif target.dtype.kind not in "iuf":
+            raise TypeError(
+                f"target is {describe(target)}; give class indices (integers), e.g. np.array([3, 1])"
+            )
+        elif target.dtype.kind == "u" and target.size and int(target.max()) > _INT64_MAX:
+            raise IndexError(f"target {int(target.max())} is out of range for any model")
+        return
+    if not isinstance(target, Sequence):
+        raise TypeError(
+            f"target must be a class index (int), a list of them (one per example) or a seed tensor, "
+            f"got {describe(target)}"
+        )
+    if len(target) == 0:
+        raise ValueError("target is an empty list; give one class index per example, or one int for all")
+    for i, item in enumerate(target):
+        if isinstance(item, str):
+            raise _string_target(f"target[{i}]", item)
+        if not _is_index(item):
+            raise TypeError(
+                f"target[{i}] is {describe(item)}, not a class index; a list target holds one int per example"
+            )
+        if not -_INT64_MAX <= int(item) <= _INT64_MAX:
+            raise IndexError(f"target[{i}] = {item} is out of range for any model")
+
+
+def check_position(position: object) -> str | tuple[int, ...] | None:
+    """``position`` of :func:`deconvlab.project`: None, ``"max"`` or a tuple of ints (fitted later)."""
+    if position is None:
+        return None
+    if isinstance(position, str):
+        if position != "max":
+            raise ValueError(f"position must be None, 'max' or (i, j), got {position!r}")
+        return position
+    if isinstance(position, (Tensor, np.ndarray)) and position.ndim == 1:
+        position = position.tolist()
+    if not isinstance(position, (tuple, list)):
+        raise TypeError(f"position must be None, 'max' or a pair of ints (i, j), got {describe(position)}")
+    items = list(position)
+    for item in items:
+        if not _is_index(item):
+            raise TypeError(f"position must be a pair of ints (i, j), got {describe(position)}")
+    return tuple(int(item) for item in items)
+
+
+def check_rule_list(rules: object, name: str = "rules") -> list:
+    """``rules`` as a list: any iterable of rules except a single name or rule (each item resolved later)."""
+    from .rules import Rule
+
+    if isinstance(rules, (str, Rule)):
+        raise TypeError(f"{name} takes a list of rules, got {rules!r}; for one rule pass {name}=[{rules!r}]")
+    if isinstance(rules, (Tensor, np.ndarray, dict, set, bytes)) or not hasattr(rules, "__iter__"):
+        raise TypeError(f"{name} must be a list of rule names or Rules, got {describe(rules)}")
+    return list(rules)
+
+
+# -- running the model: a missing batch dimension is said so -------------------------------------
+
+_SHAPE_ERROR = re.compile(
+    r"shapes cannot be multiplied|size of tensor|Expected \dD|expected input\[|to have \d+ channels|"
+    r"Output size is too small|Kernel size can't be greater|is invalid for input of size|must match the size|"
+    r"Given input size|Given groups|non-singleton dimension|Padding size should be|input size|"
+    r"Expected.*dimension|expected .*dim",
+    re.IGNORECASE,
+)
+_DTYPE_ERROR = re.compile(
+    r"should be the same|must have the same dtype|expected scalar type|expected .*dtype|"
+    r"expected both inputs to have same dtype|not implemented for '(Half|BFloat16)'",
+    re.IGNORECASE,
+)
+
+
+def _parameter_dtype(model: nn.Module) -> torch.dtype | None:
+    for parameter in model.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return None
+
+
+def _first_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first convolution or linear layer in registration order: the one that sees ``x`` first."""
+    for path, module in model.named_modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear, nn.Embedding)):
+            return path, module
+    return None
+
+
+def check_batch_dimension(model: nn.Module, x: Tensor, name: str = "x") -> None:
+    """Refuse, before the model runs, one example without its batch dimension.
+
+    PyTorch's convolutions accept an unbatched input, ``(C, H, W)`` for ``Conv2d``, so a
+    forgotten batch dimension fails far later (a linear layer's "mat1 and mat2 shapes cannot be
+    multiplied") or never (a layer's output, one "example" per channel). When the model's first
+    layer (in registration order) is a convolution, ``x`` has its unbatched rank and its first
+    dimension is that convolution's ``in_channels``, ``x`` is refused with the fix.
+    """
+    first = _first_layer(model)
+    if first is None or not isinstance(first[1], nn.modules.conv._ConvNd):
+        return
+    path, conv = first
+    assert isinstance(conv, nn.modules.conv._ConvNd)
+    spatial = len(conv.kernel_size)
+    if x.dim() == spatial + 1 and x.shape[0] == conv.in_channels:
+        layout = "(N, C, " + ", ".join("DHW"[3 - spatial:]) + ")"
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}: one example without its batch dimension, but the model's "
+            f"first layer {path!r} ({type(conv).__name__}) takes batches {layout}; add the batch "
+            f"dimension: {name}[None] (or {name}.unsqueeze(0))"
+        )
+
+
+class forward_checks:
+    """Around a block that runs a model on ``x``: the model's errors caused by ``x`` name it.
+
+    A ``RuntimeError`` of a shape mismatch becomes a ``ValueError``, one of a dtype mismatch a
+    ``TypeError``, each naming ``x``'s shape or dtype, with the original error chained. It only
+    translates exceptions: it holds no state, installs nothing, and leaves nothing behind when
+    interrupted. Run :func:`check_batch_dimension` before the block.
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor, name: str = "x") -> None:
+        self.model, self.x, self.name = model, x, name
+
+    def __enter__(self) -> forward_checks:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        if exc_type is not RuntimeError:  # deconvlab's own, out of memory, interrupts: not about x
+            return
+        name, x = self.name, self.x
+        message = str(error).split("\n")[0]
+        if _DTYPE_ERROR.search(message):
+            wanted = _parameter_dtype(self.model)
+            convertible = wanted is not None and wanted != x.dtype
+            fix = f": convert it, e.g. {name}.to({wanted})" if convertible else ""
+            raise TypeError(
+                f"{name} has dtype {x.dtype}, which the model cannot take ({message}){fix}"
+            ) from error
+        if _SHAPE_ERROR.search(message):
+            hint = f"; if it is one example, add the batch dimension: {name}[None]" if x.dim() == 3 else ""
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)}, which the model cannot take: {message}{hint}"
+            ) from error
+
+
+@contextmanager
+def renaming(argument: str, internal: str = "x") -> Iterator[None]:
+    """Errors about ``internal`` raised in the block name the caller's ``argument`` too.
+
+    A widget passes its ``images`` to :func:`deconvlab.attribute` as ``x``; a message starting
+    ``"x has shape ..."`` then reads ``"images: x has shape ..."``.
+    """
+    try:
+        yield
+    except (TypeError, ValueError, IndexError) as error:
+        message = str(error.args[0]) if error.args else ""
+        if re.match(rf"{re.escape(internal)}\b", message):
+            error.args = (f"{argument}: {message}", *error.args[1:])
+        raise

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .checks import as_bool, as_int, as_real, as_str, check_input
+
 __all__ = [
     "CLASSES",
     "IMAGENET_MEAN",
@@ -129,20 +131,30 @@ def shapes(
     ShapesDataset
         ``.images`` (N, 3, H, W) float32 in [0, 1], ``.labels``, ``.masks``, ``.classes``.
 
+    Raises
+    ------
+    TypeError
+        An argument of the wrong kind (a float ``n``, a string ``seed``, a bool ``label``, ...).
+    ValueError
+        ``n``, ``seed`` or ``offset`` negative; ``objects`` not 1 or 2; ``size`` outside
+        16..1024; ``clutter`` outside [0, 1]; an unknown ``label``; more than 2 GiB of images.
+
     Examples
     --------
     >>> ds = shapes(8, seed=1)
     >>> ds.images.shape, ds.labels.shape, ds.masks.shape
     (torch.Size([8, 3, 64, 64]), torch.Size([8]), torch.Size([8, 64, 64]))
     """
-    if objects not in (1, 2):
-        raise ValueError(f"objects must be 1 or 2, got {objects!r}")
-    if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
-    if seed < 0 or offset < 0:
-        raise ValueError(f"seed and offset must be non-negative, got {seed}, {offset}")
-    if size < 16:
-        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    n = as_int("n", n, minimum=0)
+    seed, offset = as_int("seed", seed, minimum=0), as_int("offset", offset, minimum=0)
+    objects = as_int("objects", objects, 1, 2)
+    size = as_int("size", size, 16, 1024)
+    clutter = as_real("clutter", clutter, 0, 1)
+    if n * (3 * 4 + objects) * size * size > 2**31:  # float32 RGB images and one bool mask per object
+        raise ValueError(
+            f"n={n} images of size {size} would take more than 2 GiB; draw them in chunks with offset= "
+            "(shapes(n, seed, offset=k) are images k .. k+n-1)"
+        )
     forced = None if label is None else _class_index(label)
     images = np.empty((n, 3, size, size), np.float32)
     labels = np.empty((n, objects), np.int64)
@@ -164,17 +176,29 @@ def shapes(
 
 
 def shape_sample(name: str, seed: int = 0, size: int = 64) -> ShapesDataset:
-    """One standard image whose object is of class ``name`` (e.g. ``"star"``); used by the CLI."""
+    """One standard image whose object is of class ``name`` (e.g. ``"star"``); used by the CLI.
+
+    ``TypeError`` or ``ValueError`` as :func:`shapes` (``name`` is its ``label``, but must be a string).
+    """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a class name such as 'star' ({', '.join(CLASSES)}), got "
+            f"{type(name).__name__}"
+        )
+    if name not in CLASSES:
+        raise ValueError(f"name: unknown shape class {name[:40]!r}; choose from {', '.join(CLASSES)}")
     return shapes(1, seed=seed, size=size, label=name)
 
 
 def _class_index(label: int | str) -> int:
     if isinstance(label, str):
         if label not in CLASSES:
-            raise ValueError(f"unknown shape class {label!r}; choose from {', '.join(CLASSES)}")
+            raise ValueError(f"label: unknown shape class {label[:40]!r}; choose from {', '.join(CLASSES)}")
         return CLASSES.index(label)
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+        raise TypeError(f"label must be a class name or index, got {type(label).__name__} {label!r:.40}")
     if not 0 <= int(label) < len(CLASSES):
-        raise ValueError(f"shape class index {label} out of range 0..{len(CLASSES) - 1}")
+        raise ValueError(f"label: shape class index {label} out of range 0..{len(CLASSES) - 1}")
     return int(label)
 
 
@@ -415,10 +439,22 @@ def imagenet_transform(size: int = 224, normalize: bool = True):
 
 
 def sample_image(name: str, size: int = 224, normalize: bool = True) -> torch.Tensor:
-    """One photo as a ``(1, 3, size, size)`` tensor (ImageNet-normalised unless told otherwise)."""
-    if name not in PHOTOS:
-        raise ValueError(f"unknown sample photo {name!r}; choose from {', '.join(PHOTOS)}")
+    """One photo as a ``(1, 3, size, size)`` tensor (ImageNet-normalised unless told otherwise).
+
+    ``TypeError`` or ``ValueError`` for a ``name`` not in :data:`PHOTOS`, a ``size`` that is no
+    integer from 8 to 1024, a ``normalize`` that is no bool.
+    """
+    _photo_name("name", name)
+    size = as_int("size", size, 8, 1024)
+    normalize = as_bool("normalize", normalize)
     return imagenet_transform(size, normalize)(_load_photo(name)).unsqueeze(0)
+
+
+def _photo_name(argument: str, name: object) -> str:
+    name = as_str(argument, name)
+    if name not in PHOTOS:
+        raise ValueError(f"{argument}: unknown sample photo {name[:40]!r}; choose from {', '.join(PHOTOS)}")
+    return name
 
 
 def sample_images(size: int = 224, names: Sequence[str] | None = None) -> SampleImages:
@@ -436,11 +472,21 @@ def sample_images(size: int = 224, names: Sequence[str] | None = None) -> Sample
     -------
     SampleImages
         ``.names``, ``.raw`` (uint8 HWC), ``.images`` (normalised tensor), ``.expected``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``size`` is no integer from 8 to 1024; ``names`` is no list of names of :data:`PHOTOS`
+        (one name is refused: pass ``[name]``).
     """
+    size = as_int("size", size, 8, 1024)
+    if isinstance(names, str):
+        raise TypeError(f"names takes a list of photo names, got {names[:40]!r}; pass names=[{names[:40]!r}]")
+    if names is not None and not isinstance(names, Sequence):
+        raise TypeError(f"names must be a list of photo names or None, got {type(names).__name__}")
     names = tuple(PHOTOS) if names is None else tuple(names)
-    for name in names:
-        if name not in PHOTOS:
-            raise ValueError(f"unknown sample photo {name!r}; choose from {', '.join(PHOTOS)}")
+    for i, name in enumerate(names):
+        _photo_name(f"names[{i}]", name)
     raw = [_load_photo(name) for name in names]
     tf = imagenet_transform(size)
     images = torch.stack([tf(r) for r in raw]) if raw else torch.empty(0, 3, size, size)
@@ -448,7 +494,13 @@ def sample_images(size: int = 224, names: Sequence[str] | None = None) -> Sample
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """Undo the ImageNet normalisation: ``x * std + mean``, clipped to [0, 1] (for display)."""
+    """Undo the ImageNet normalisation: ``x * std + mean``, clipped to [0, 1] (for display).
+
+    ``x`` is ``(3, H, W)`` or ``(N, 3, H, W)`` floating point, else ``TypeError`` or ``ValueError``.
+    """
+    check_input(x)
+    if x.dim() not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"x has shape {tuple(x.shape)}; expected RGB images (3, H, W) or (N, 3, H, W)")
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x * std + mean).clamp(0, 1)

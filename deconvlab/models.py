@@ -34,7 +34,7 @@ from urllib.request import urlopen
 import torch
 from torch import nn
 
-from .checks import bias_of
+from .checks import as_bool, as_real, as_str, bias_of
 from .data import CLASSES
 
 __all__ = [
@@ -208,8 +208,12 @@ def teaching_model(device: torch.device | str | None = None, pretrained: bool = 
     Raises
     ------
     WeightsHashError
-        If the weights file does not match its recorded sha256.
+        If the weights file does not match its recorded sha256 (a ``ValueError``).
+    TypeError, ValueError
+        ``device`` is no device (or one this machine does not have); ``pretrained`` is no bool.
     """
+    device = _device(device)
+    pretrained = as_bool("pretrained", pretrained)
     model = TeachingCNN()
     if pretrained:
         from safetensors.torch import load as load_safetensors
@@ -225,7 +229,37 @@ def teaching_model(device: torch.device | str | None = None, pretrained: bool = 
             )
         model.load_state_dict(load_safetensors(data))
         model.classes = tuple(meta.get("classes", CLASSES))
-    return model.to(device).eval()
+    moved = _moved(model, device)
+    assert isinstance(moved, TeachingCNN)
+    return moved.eval()
+
+
+def _device(device: object) -> torch.device | None:
+    """``device`` as a ``torch.device`` this machine has (None stays None); the errors name it."""
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(
+            "device must be a torch.device or a string such as 'cpu', got "
+            f"{type(device).__name__}"
+        )
+    try:
+        resolved = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, ValueError, OverflowError) as error:
+        raise ValueError(f"device {device!r:.40} is not a device: {error}") from None
+    available: dict[str, Callable[[], bool]] = {
+        "cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available,
+    }
+    if resolved.type in available and not available[resolved.type]():
+        raise ValueError(f"device {str(resolved)!r} is not available on this machine; use device='cpu'")
+    return resolved
+
+
+def _moved(model: nn.Module, device: torch.device | None) -> nn.Module:
+    try:
+        return model.to(device)
+    except (RuntimeError, AssertionError) as error:  # AssertionError: a backend torch was not built with
+        raise ValueError(f"device {str(device)!r} cannot hold the model: {error}") from None
 
 
 def teaching_metadata() -> dict[str, Any]:
@@ -585,6 +619,11 @@ def _weights_member(name: str, weights: Any) -> Any:
     import torchvision
 
     enum = torchvision.models.get_model_weights(name)
+    if not isinstance(weights, (str, enum)):
+        raise TypeError(
+            f"weights must be None, a weights name such as 'DEFAULT' or a {enum.__name__} member, "
+            f"got {type(weights).__name__}"
+        )
     try:
         member = enum.verify(weights)
     except KeyError:
@@ -643,6 +682,9 @@ def torchvision_model(
     RuntimeError
         torchvision's builder treats this architecture's weights in a way deconvlab does not
         reproduce (then nothing is returned rather than a different network).
+    TypeError, ValueError
+        ``name`` is no string; ``weights`` is of another kind; ``download`` is neither None
+        nor a bool; ``device`` is no device this machine has; ``timeout`` is no number ``> 0``.
 
     Notes
     -----
@@ -653,14 +695,19 @@ def torchvision_model(
     from torchvision.models._meta import _IMAGENET_CATEGORIES
     from torchvision.transforms._presets import ImageClassification
 
+    name = as_str("name", name)
+    if download is not None:
+        download = as_bool("download", download)
+    timeout = as_real("timeout", timeout, above=0)
+    device = _device(device)
     known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
-        raise ValueError(f"unknown torchvision model {name!r}; choose from {', '.join(known)}")
+        raise ValueError(f"unknown torchvision model {name[:40]!r} (name); choose from {', '.join(known)}")
     if weights is None:
         model = torchvision.models.get_model(name, weights=None)
         preprocess = ImageClassification(crop_size=224)
-        return ImageNetModel(model.to(device).eval(), preprocess, list(_IMAGENET_CATEGORIES), None)
+        return ImageNetModel(_moved(model, device).eval(), preprocess, list(_IMAGENET_CATEGORIES), None)
     w = _weights_member(name, weights)
     state = _verified_state_dict(name, w, download, timeout)
     model = _build(name, w, state)
-    return ImageNetModel(model.to(device).eval(), w.transforms(), list(w.meta["categories"]), w)
+    return ImageNetModel(_moved(model, device).eval(), w.transforms(), list(w.meta["categories"]), w)

@@ -25,6 +25,7 @@ adds your own.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -253,24 +254,52 @@ def register_rule(
     -------
     Rule
 
+    Raises
+    ------
+    TypeError
+        ``name`` is no string; ``backward`` is not callable with two arguments ``(x, p)``;
+        ``sign_only`` is no bool; ``label``, ``equation`` or ``reference`` is no string.
+    ValueError
+        ``name`` is no Python identifier, is a built-in name or alias, or differs from one only
+        in case or separators.
+
     Examples
     --------
     >>> import deconvlab as dl
     >>> rule = dl.register_rule("leaky_deconvnet", lambda x, p: p * (p > 0) + 0.1 * p * (p <= 0),
     ...                         equation="p · [p > 0] + 0.1 · p · [p ≤ 0]")
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"rule name must be a Python identifier such as 'my_rule', got {name!r}")
+    if not isinstance(name, str):
+        raise TypeError(
+            "name must be a string, a Python identifier such as 'my_rule', got "
+            f"{type(name).__name__}"
+        )
+    if not name.isidentifier():
+        raise ValueError(f"name must be a Python identifier such as 'my_rule', got {name[:40]!r}")
     if name in _BUILTIN or name in _ALIASES:
-        raise ValueError(f"{name!r} is a built-in rule of deconvlab and cannot be replaced")
+        raise ValueError(f"name {name!r} is a built-in rule of deconvlab and cannot be replaced")
     near = _near_builtin(name)
     if near is not None:
         raise ValueError(
-            f"{name!r} differs from the built-in {near!r} only in case or separators, which reads as the "
-            "same rule; choose a distinct name such as 'my_" + _folded(name) + "'"
+            f"name {name!r} differs from the built-in {near!r} only in case or separators, which reads as "
+            "the same rule; choose a distinct name such as 'my_" + _folded(name) + "'"
         )
     if not callable(backward):
         raise TypeError(f"backward must be callable as backward(x, p), got {type(backward).__name__}")
+    try:
+        inspect.signature(backward).bind(None, None)
+    except TypeError:
+        raise TypeError(
+            "backward must take two arguments, backward(x, p); its signature is "
+            f"{inspect.signature(backward)}"
+        ) from None
+    except ValueError:  # no signature to read (some builtins): it will tell when called
+        pass
+    if not isinstance(sign_only, bool):
+        raise TypeError(f"sign_only must be True or False, got {type(sign_only).__name__}")
+    for field, text in (("label", label), ("equation", equation), ("reference", reference)):
+        if not isinstance(text, str):
+            raise TypeError(f"{field} must be a string, got {type(text).__name__}")
     rule = Rule(name, backward, sign_only, label, equation, reference)
     _REGISTRY[name] = rule
     return rule

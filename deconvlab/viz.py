@@ -13,11 +13,16 @@ The three standard displays:
 and the notebooks); :func:`png_bytes` encodes an array as PNG with PIL only, fast enough for a
 slider callback (``ipywidgets.Image``). Arrays come back as NumPy ``float32`` in [0, 1],
 ``(H, W, 3)`` for colour and ``(H, W)`` for grey.
+
+Every function refuses a bad argument with ``TypeError`` (no array of numbers, no number, no
+bool) or ``ValueError`` (a wrong shape, a value out of range, an unknown colour map), the
+message naming the parameter (:mod:`deconvlab.checks`).
 """
 
 from __future__ import annotations
 
 import html
+import inspect
 import io
 import warnings
 from collections.abc import Mapping, Sequence
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .checks import as_array, as_bool, as_choice, as_int, as_real
 from .rules import get_rule
 
 __all__ = [
@@ -49,7 +55,7 @@ def rule_label(key: str) -> str:
     try:
         return get_rule(key).label
     except (TypeError, ValueError):
-        return key
+        return key if isinstance(key, str) else str(key)
 
 
 def rule_heading(key: str) -> str:
@@ -61,24 +67,41 @@ def rule_heading(key: str) -> str:
     return f"<b>{html.escape(rule.label)}</b> {html.escape(rule.equation)}"
 
 
-def _numpy(x) -> np.ndarray:
+def _numpy(x, name: str = "signal") -> np.ndarray:
+    """``x`` (a tensor or array of numbers, else TypeError/ValueError naming ``name``) as float32."""
+    x = as_array(name, x)
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float32).numpy()
     return np.asarray(x, dtype=np.float32)
 
 
-def _chw(signal) -> np.ndarray:
+def _chw(signal, name: str = "signal") -> np.ndarray:
     """One signal as ``(C, H, W)``; accepts ``(1, C, H, W)``, ``(C, H, W)`` or ``(H, W)``."""
-    s = _numpy(signal)
+    s = _numpy(signal, name)
     if s.ndim == 4:
         if s.shape[0] != 1:
-            raise ValueError(f"expected one signal, got a batch of {s.shape[0]}; index it first")
+            raise ValueError(
+                f"{name} is a batch of {s.shape[0]}, where one is expected; index it first: "
+                f"{name}[0]"
+            )
         s = s[0]
     if s.ndim == 2:
         s = s[None]
     if s.ndim != 3:
-        raise ValueError(f"expected a (C, H, W) signal, got shape {tuple(s.shape)}")
+        raise ValueError(f"{name} has shape {tuple(s.shape)}; expected (C, H, W)")
     return s
+
+
+def _cmap(cmap: object) -> str:
+    import matplotlib
+
+    cmap = as_choice("cmap", cmap, list(matplotlib.colormaps)) if isinstance(cmap, str) else cmap
+    if not isinstance(cmap, str):
+        raise TypeError(
+            "cmap must be the name of a matplotlib colour map such as 'inferno', got "
+            f"{type(cmap).__name__}"
+        )
+    return cmap
 
 
 def _finite(s: np.ndarray) -> np.ndarray:
@@ -98,8 +121,20 @@ def as_image(x, imagenet: bool = False) -> np.ndarray:
     """An input image ``(3, H, W)`` (tensor or array) as ``(H, W, 3)`` float in [0, 1].
 
     ``imagenet=True`` first undoes the ImageNet normalisation (``x * std + mean``).
+    ``TypeError`` or ``ValueError`` if ``x`` is no such image or ``imagenet`` no bool.
     """
-    img = _chw(x)
+    return _as_image(x, imagenet, "x")
+
+
+def _as_image(x, imagenet: bool, name: str) -> np.ndarray:
+    imagenet = as_bool("imagenet", imagenet)
+    img = _chw(x, name)
+    if img.shape[0] not in (1, 3):
+        raise ValueError(
+            f"{name} has {img.shape[0]} channels; expected an RGB (3, H, W) or grey (1, H, W) image"
+        )
+    if imagenet and img.shape[0] != 3:
+        raise ValueError(f"{name} has {img.shape[0]} channels; imagenet=True needs RGB images (3, H, W)")
     if imagenet:
         from .data import IMAGENET_MEAN, IMAGENET_STD
 
@@ -130,11 +165,17 @@ def signed_image(signal, percentile: float = 100.0) -> np.ndarray:
     numpy.ndarray
         ``(H, W, 3)`` or ``(H, W)`` float32 in [0, 1].
 
+    Raises
+    ------
+    TypeError, ValueError
+        ``signal`` is no such array of numbers; ``percentile`` is no number in ``[0, 100]``.
+
     Notes
     -----
     Non-finite values (NaN, ±inf) are drawn as 0, i.e. mid-grey, and left out of the scale, so
     that the rest of the picture stays visible; a ``RuntimeWarning`` says how many there are.
     """
+    percentile = as_real("percentile", percentile, 0, 100)
     s = _finite(_chw(signal))
     if s.shape[0] != 3:
         s = s.sum(0, keepdims=True)
@@ -149,6 +190,7 @@ def saliency(signal) -> np.ndarray:
     """``max_c |signal|`` scaled to [0, 1]: Simonyan et al.'s saliency map, ``(H, W)``.
 
     Non-finite values (NaN, ±inf) count as 0 and are left out of the scale (with a warning).
+    ``TypeError`` or ``ValueError`` if ``signal`` is no ``(C, H, W)`` array of numbers.
     """
     s = np.abs(_finite(_chw(signal))).max(0)
     m = s.max()
@@ -175,7 +217,13 @@ def heatmap(signal, cmap: str | None = "inferno") -> np.ndarray:
     -------
     numpy.ndarray
         ``(H, W, 3)`` (or ``(H, W)``) float32 in [0, 1].
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``signal`` as in :func:`saliency`; ``cmap`` is no colour map name (nor None).
     """
+    cmap = None if cmap is None else _cmap(cmap)
     s = saliency(signal)
     return s if cmap is None else _colormap(s, cmap)
 
@@ -195,7 +243,14 @@ def overlay(image, signal, alpha: float = 0.6, cmap: str = "inferno", imagenet: 
         size (e.g. a layer's) is resized bilinearly to the image.
     alpha : float, default 0.6
         Opacity of the strongest part of the map.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``image`` or ``signal`` is no such array of numbers; ``alpha`` is no number in ``[0, 1]``;
+        ``cmap`` is no colour map name; ``imagenet`` is no bool.
     """
+    alpha, cmap = as_real("alpha", alpha, 0, 1), _cmap(cmap)
     img = _hwc(image, imagenet)
     h = _numpy(signal)
     h = saliency(h) if h.ndim != 2 else np.clip(_finite(h), 0, 1)
@@ -211,11 +266,12 @@ def _resize(h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return t[0, 0].clamp(0, 1).numpy()
 
 
-def _hwc(image, imagenet: bool = False) -> np.ndarray:
-    a = _numpy(image)
+def _hwc(image, imagenet: bool = False, name: str = "image") -> np.ndarray:
+    a = _numpy(image, name)
     if a.ndim == 3 and a.shape[-1] == 3 and a.shape[0] != 3:
+        as_bool("imagenet", imagenet)
         return np.clip(a, 0, 1)
-    img = as_image(a, imagenet)
+    img = _as_image(a, imagenet, name)
     return np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img
 
 
@@ -226,13 +282,28 @@ def outline_mask(
     """Draw the contour of a ground-truth ``mask`` (``(H, W)`` bool) on ``image``; ``(H, W, 3)``.
 
     ``mode="inner"`` colours the mask's own border pixels, ``"outer"`` the ring just outside it
-    (leaving the object intact); see :func:`skimage.segmentation.find_boundaries`.
+    (leaving the object intact), ``"thick"`` both; see :func:`skimage.segmentation.find_boundaries`.
+    ``TypeError`` or ``ValueError`` for an ``image`` or ``mask`` that is no such array or whose sizes
+    differ, a ``color`` that is no three numbers in [0, 1], another ``mode``.
     """
     from skimage.segmentation import find_boundaries
 
+    mode = as_choice("mode", mode, ("inner", "outer", "thick"))
+    colour = _numpy(color, "color")
+    if colour.shape != (3,) or not bool(((colour >= 0) & (colour <= 1)).all()):
+        raise ValueError(
+            "color must be three numbers (red, green, blue) in [0, 1], got "
+            f"{colour.tolist()!r:.60}"
+        )
     img = _hwc(image, imagenet).copy()
-    edge = find_boundaries(_numpy(mask) > 0.5, mode=mode)
-    img[edge] = np.asarray(color, np.float32)
+    m = _numpy(mask, "mask")
+    if m.shape != img.shape[:2]:
+        raise ValueError(
+            f"mask has shape {m.shape} but the image is {img.shape[:2]}; give an (H, W) mask of "
+            "its size"
+        )
+    edge = find_boundaries(m > 0.5, mode=mode)
+    img[edge] = colour
     return img
 
 
@@ -241,10 +312,22 @@ def png_bytes(array, scale: int = 1, compress_level: int = 1) -> bytes:
 
     ``scale`` enlarges it by pixel repetition (nearest neighbour), so that small maps stay crisp.
     A few milliseconds for a 64-px map: suitable for ``ipywidgets.Image(value=...)`` callbacks.
+    ``TypeError`` or ``ValueError`` for an ``array`` that is no such image, a ``scale`` that is no
+    integer from 1 to 64 (or would make more than 64 megapixels), a ``compress_level`` outside 0..9.
     """
     from PIL import Image
 
-    a = np.asarray(array)
+    array = as_array("array", array, {2: "(H, W)", 3: "(H, W, 3)"})
+    a = array.detach().cpu().float().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    if a.ndim == 3 and a.shape[-1] not in (3, 4):
+        raise ValueError(f"array has shape {a.shape}; expected (H, W) grey or (H, W, 3) colour")
+    scale = as_int("scale", scale, 1, 64)
+    compress_level = as_int("compress_level", compress_level, 0, 9)
+    if a.shape[0] * a.shape[1] * scale * scale > 2**26:
+        raise ValueError(
+            f"scale={scale} would make a picture of {a.shape[0] * scale} x {a.shape[1] * scale} "
+            "pixels"
+        )
     if a.dtype != np.uint8:
         a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
     im = Image.fromarray(a)
@@ -297,19 +380,67 @@ def figure_grid(
         Not attached to pyplot (nothing to close, no double display): save it with
         ``fig.savefig(path)``; as the last expression of a notebook cell it shows as a PNG even
         where pyplot was never imported.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``images`` is no ``(N, 3, H, W)`` array; ``maps`` is no dict of ``(N, C, H, W)`` signals;
+        ``titles`` or ``masks`` does not hold one item per image; an unknown ``kind``; ``size`` is
+        no number in ``(0, 20]``; ``imagenet`` is no bool.
     """
-    imgs = _numpy(images)
+    imgs = _numpy(images, "images")
     if imgs.ndim == 3:
         imgs = imgs[None]
+    if imgs.ndim != 4 or imgs.shape[1] not in (1, 3):
+        raise ValueError(f"images has shape {imgs.shape}; expected (N, 3, H, W)")
     n = imgs.shape[0]
+    imagenet, size = as_bool("imagenet", imagenet), as_real("size", size, maximum=20, above=0)
+    if not isinstance(maps, Mapping):
+        raise TypeError(f"maps must be a dict of rule name -> signals, got {type(maps).__name__}")
+    if callable(kind):
+        try:
+            inspect.signature(kind).bind(None)
+        except TypeError:
+            raise TypeError(
+                f"kind must take one signal, kind(signal); its signature is {inspect.signature(kind)}"
+            ) from None
+        except ValueError:  # no signature to read
+            pass
+    elif not isinstance(kind, str):
+        raise TypeError(
+            f"kind must be 'signed', 'heatmap', 'overlay' or a function, got {type(kind).__name__}"
+        )
+    elif kind not in ("overlay", *_KINDS):
+        raise ValueError(
+            f"kind: unknown kind {kind[:40]!r}; choose from signed, heatmap, overlay, or a function"
+        )
     rules = list(maps)
-    sigs = {r: _numpy(maps[r]).reshape(n, *_numpy(maps[r]).shape[-3:]) for r in rules}
+    sigs = {}
+    for r in rules:
+        sig = _numpy(maps[r], f"maps[{r!r}]")
+        if sig.ndim not in (3, 4) or (sig.shape[0] if sig.ndim == 4 else 1) != n:
+            raise ValueError(
+                f"maps[{r!r}] has shape {sig.shape}; expected (N, C, H, W) with N = {n}, one per "
+                "image"
+            )
+        sigs[r] = sig.reshape(n, *sig.shape[-3:])
+    if titles is not None and (isinstance(titles, str) or not isinstance(titles, Sequence)):
+        raise TypeError(f"titles must be a list of {n} labels, one per image, got {titles!r:.60}")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles must be a list of {n} labels, one per image, got {titles!r:.60}")
+    if masks is not None:
+        masks = _numpy(masks, "masks")
+        if masks.shape != (n, *imgs.shape[-2:]):
+            raise ValueError(
+                f"masks has shape {masks.shape}; expected {(n, *imgs.shape[-2:])}, one per "
+                "image"
+            )
     fig = GridFigure(figsize=(size * (1 + len(rules)), size * n + 0.2), layout="constrained")
     axes = fig.subplots(n, 1 + len(rules), squeeze=False)
     for i in range(n):
         inp = _hwc(imgs[i], imagenet)
         if masks is not None:
-            inp = outline_mask(inp, _numpy(masks)[i])
+            inp = outline_mask(inp, masks[i])
         label = f"\n{titles[i]}" if titles is not None else ""
         _show(axes[i, 0], inp, "input" + label)
         for j, rule in enumerate(rules):
@@ -332,7 +463,15 @@ class GridFigure(Figure):
 
 def _display(kind, signal: np.ndarray, image: np.ndarray, imagenet: bool) -> np.ndarray:
     if callable(kind):
-        return kind(signal)
+        try:
+            out = np.asarray(kind(signal), dtype=np.float32)
+        except Exception as error:  # the caller's function: say which argument failed
+            raise ValueError(
+                f"kind raised {type(error).__name__} on a signal of shape {signal.shape}: {error}"
+            ) from error
+        if out.ndim not in (2, 3) or (out.ndim == 3 and out.shape[-1] not in (3, 4)):
+            raise ValueError(f"kind returned shape {out.shape}; it must return an (H, W) or (H, W, 3) image")
+        return out
     if kind == "overlay":
         return overlay(image, signal, imagenet=imagenet)
     if kind not in _KINDS:

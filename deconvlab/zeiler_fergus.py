@@ -38,7 +38,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attribution import project
-from .checks import find_layer
+from .checks import (
+    as_array,
+    as_int,
+    check_images,
+    check_model,
+    check_rule_list,
+    find_layer,
+    forward_checks,
+    renaming,
+)
 from .model_state import evaluating, removing
 from .rules import RuleLike
 
@@ -224,10 +233,13 @@ def receptive_field(model: nn.Module, layer: str | nn.Module) -> ReceptiveField:
 
     Raises
     ------
+    TypeError
+        ``model`` is no ``nn.Module``; ``layer`` is no module path or module.
     ValueError
-        If a module before ``layer`` mixes all positions (a linear or adaptive pooling layer) or
-        is of a kind whose geometry is unknown.
+        ``layer`` is not in the model; a module before ``layer`` mixes all positions (a linear or
+        adaptive pooling layer) or is of a kind whose geometry is unknown.
     """
+    check_model(model)
     name, target = find_layer(model, layer)
     size, jump, offset = [1, 1], [1, 1], [0, 0]
     last_leaf = [m for m in target.modules() if not list(m.children())][-1]
@@ -249,7 +261,8 @@ def receptive_field(model: nn.Module, layer: str | nn.Module) -> ReceptiveField:
         elif not isinstance(module, _POINTWISE):
             raise ValueError(
                 f"cannot compute a receptive field through {leaf_name!r} ({type(module).__name__}) "
-                f"on the way to {name!r}; only Conv2d, MaxPool2d, AvgPool2d and pointwise layers are known"
+                f"on the way to layer {name!r}; only Conv2d, MaxPool2d, AvgPool2d and pointwise layers "
+                "are known"
             )
         if module is last_leaf:
             break
@@ -299,18 +312,27 @@ class ChannelMaxima:
     shape: tuple[int, ...]
 
     def top(self, channel: int, k: int = 9) -> TopActivations:
-        """The ``k`` images whose maximum in ``channel`` is largest, strongest first."""
+        """The ``k`` images whose maximum in ``channel`` is largest, strongest first.
+
+        ``TypeError`` if ``channel`` or ``k`` is no integer, ``ValueError`` if ``k < 1``,
+        ``IndexError`` if ``channel`` is out of range.
+        """
+        channel = as_int("channel", channel)
         channels = self.values.shape[1]
         if not 0 <= channel < channels:
             raise IndexError(f"channel {channel} is out of range for a layer with {channels} channels")
-        k = min(int(k), self.values.shape[0])
+        k = min(as_int("k", k, minimum=1), self.values.shape[0])
         values, indices = self.values[:, channel].topk(k)
         return TopActivations(indices, values, self.positions[indices, channel])
 
 
-def _summarise(output: Tensor) -> tuple[Tensor, Tensor]:
-    if output.dim() != 4:
-        raise ValueError(f"expected a convolutional layer output (N, C, H, W), got {tuple(output.shape)}")
+def _summarise(name: str, output: object) -> tuple[Tensor, Tensor]:
+    if not isinstance(output, Tensor) or output.dim() != 4:
+        shown = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise ValueError(
+            f"layers: layer {name!r} outputs {shown}, but channel_maxima needs convolutional layers, "
+            "whose outputs are (N, C, H, W)"
+        )
     flat = output.detach().flatten(2)
     values, index = flat.max(dim=2)
     width = output.shape[-1]
@@ -344,8 +366,31 @@ def channel_maxima(
     -------
     dict of str to ChannelMaxima
         Keyed by module path.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is no ``nn.Module``; ``images`` is no floating-point tensor, or its dtype is not
+        the model's; ``layers`` is no list (a single name is refused: pass ``[name]``), or holds
+        something that is no layer; ``batch_size`` is no integer.
+    ValueError
+        ``images`` is no ``(N, C, H, W)`` batch the model takes (an image without its batch
+        dimension is said so); ``layers`` is empty, names an unknown layer or one whose output
+        is not ``(N, C, H, W)``; ``batch_size < 1``.
     """
-    resolved = [find_layer(model, layer) for layer in layers]
+    check_model(model)
+    check_images(images)
+    batch_size = as_int("batch_size", batch_size, minimum=1)
+    if isinstance(layers, (str, nn.Module)):
+        raise TypeError(
+            f"layers takes a list of layers, got {layers!r:.60}; for one layer pass "
+            f"layers=[{layers!r:.60}]"
+        )
+    if not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a list of module paths or modules, got {type(layers).__name__}")
+    if not layers:
+        raise ValueError("layers is empty; give at least one layer, e.g. layers=['features.4']")
+    resolved = [find_layer(model, layer, f"layers[{i}]") for i, layer in enumerate(layers)]
     parts: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name, _ in resolved}
     shapes: dict[str, tuple[int, ...]] = {}
     remaining: set[str] = set()
@@ -355,7 +400,7 @@ def channel_maxima(
 
     def hook_for(name: str):
         def hook(module: nn.Module, args: object, output: Tensor) -> None:
-            parts[name].append(_summarise(output))
+            parts[name].append(_summarise(name, output))
             shapes[name] = tuple(output.shape[1:])
             remaining.discard(name)
             if not remaining:
@@ -363,7 +408,7 @@ def channel_maxima(
 
         return hook
 
-    with evaluating(model), removing([]) as handles:
+    with evaluating(model), removing([]) as handles, forward_checks(model, images, "images"):
         handles.extend(module.register_forward_hook(hook_for(name)) for name, module in resolved)
         for start in range(0, images.shape[0], batch_size):
             remaining.update(parts)
@@ -398,8 +443,25 @@ def top_class_share(maxima: ChannelMaxima, labels: Tensor, k: int = 9) -> Tensor
     -------
     Tensor
         ``(C,)`` shares in ``[1/k, 1]``; NaN for a channel that never fires (no top images).
+
+    Raises
+    ------
+    TypeError
+        ``maxima`` is no :class:`ChannelMaxima`; ``labels`` holds no integers; ``k`` is no integer.
+    ValueError
+        ``labels`` is not ``(N,)`` with one non-negative class per image of ``maxima``; ``k < 1``.
     """
-    labels = torch.as_tensor(labels)
+    if not isinstance(maxima, ChannelMaxima):
+        raise TypeError(f"maxima must be a ChannelMaxima (from channel_maxima), got {type(maxima).__name__}")
+    labels = torch.as_tensor(as_array("labels", labels, {1: "(N,): one class per image"}, kinds="iu"))
+    k = as_int("k", k, minimum=1)
+    if len(labels) != maxima.values.shape[0]:
+        raise ValueError(
+            f"labels holds {len(labels)} classes but maxima covers {maxima.values.shape[0]} "
+            "images"
+        )
+    if int(labels.min()) < 0:
+        raise ValueError(f"labels holds the negative class {int(labels.min())}; classes are 0, 1, ...")
     classes = int(labels.max()) + 1
     shares = torch.full((maxima.values.shape[1],), float("nan"))
     for channel in range(maxima.values.shape[1]):
@@ -440,9 +502,27 @@ def project_top(
     -------
     (TopActivations, dict of str to Tensor)
         The ranking and the projections, ``(k, 3, H, W)`` per rule, keyed by canonical name.
+
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        As :func:`channel_maxima` and :func:`deconvlab.project`; ``k`` is no integer ``>= 1``;
+        ``maxima`` is no :class:`ChannelMaxima` of these images.
     """
+    check_model(model)
+    check_images(images)
+    channel, k = as_int("channel", channel), as_int("k", k, minimum=1)
+    rules = check_rule_list(rules)
     if maxima is None:
         name, _ = find_layer(model, layer)
         maxima = channel_maxima(model, images, [name])[name]
+    elif not isinstance(maxima, ChannelMaxima):
+        raise TypeError(
+            "maxima must be a ChannelMaxima (from channel_maxima) or None, got "
+            f"{type(maxima).__name__}"
+        )
+    elif maxima.values.shape[0] != images.shape[0]:
+        raise ValueError(f"maxima covers {maxima.values.shape[0]} images but images holds {images.shape[0]}")
     top = maxima.top(channel, k)
-    return top, project(model, images[top.indices], layer, channel, position="max", rules=rules)
+    with renaming("images"):
+        return top, project(model, images[top.indices], layer, channel, position="max", rules=rules)

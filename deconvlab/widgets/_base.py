@@ -20,7 +20,31 @@ from contextlib import contextmanager
 import ipywidgets as widgets
 import torch
 
-__all__ = ["Explorer", "one_thread"]
+from ..checks import as_int, check_rule_list
+from ..rules import get_rule
+
+__all__ = ["Explorer", "check_scale", "one_thread", "rule_names_of"]
+
+
+def check_scale(scale: object, name: str = "scale") -> int:
+    """Screen pixels per image pixel: an integer from 1 to 16 (TypeError or ValueError naming it)."""
+    return as_int(name, scale, 1, 16)
+
+
+def rule_names_of(rules: object, name: str = "rules") -> list[str]:
+    """The canonical names of a non-empty list of distinct rules; each error names ``name[i]``."""
+    names: list[str] = []
+    for index, item in enumerate(check_rule_list(rules, name)):
+        try:
+            rule = get_rule(item)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{name}[{index}]: {error}") from None
+        if rule.name in names:
+            raise ValueError(f"{name} lists the rule {rule.name!r} twice")
+        names.append(rule.name)
+    if not names:
+        raise ValueError(f"{name} is empty; give at least one rule, e.g. {name}=['deconvnet']")
+    return names
 
 
 @contextmanager

@@ -31,11 +31,12 @@ from torch import Tensor, nn
 
 from .. import viz
 from ..attribution import attribute
+from ..checks import as_array, as_bool, check_images, check_model, find_layer, forward_checks
 from ..metrics import mask_energy_fraction
 from ..model_state import evaluating
 from ..rules import BUILTIN_NAMES, BUILTIN_RULES
 from ..viz import rule_label
-from ._base import Explorer
+from ._base import Explorer, check_scale
 
 __all__ = ["CNNExplorer", "relu_layers"]
 
@@ -46,6 +47,23 @@ def relu_layers(model: nn.Module) -> list[str]:
     if not isinstance(features, nn.Module):
         return []
     return [f"features.{name}" for name, m in features.named_modules() if isinstance(m, nn.ReLU)]
+
+
+def _classes_of(name: str, value: object, count: int | None, classes: int) -> Tensor:
+    """``value`` as a 1-D tensor of class indices (``count`` of them, if given), each below ``classes``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        raise TypeError(f"{name} must be a list of class indices, got the int {value}; pass {name}=[{value}]")
+    layout = {1: f"({'N' if count is not None else 'K'},): a list of classes"}
+    indices = torch.as_tensor(as_array(name, value, layout, kinds="iu"))
+    if count is not None and len(indices) != count:
+        raise ValueError(f"{name} holds {len(indices)} classes but images holds {count} images")
+    bad = (indices < 0) | (indices >= classes)
+    if bool(bad.any()):
+        raise IndexError(
+            f"{name} holds the class {int(indices[bad][0])}, out of range for a model with "
+            f"{classes} classes"
+        )
+    return indices.long()
 
 
 def _frame(tile: np.ndarray, colour: Sequence[float], width: int = 2) -> np.ndarray:
@@ -90,6 +108,15 @@ class CNNExplorer(Explorer):
     scale : int, optional
         Pixel enlargement of the picture (default 3 for images up to 96 px, else 1).
 
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        A bad argument, named: ``model`` is no ``nn.Module`` returning ``(N, classes)`` logits;
+        ``images`` is no ``(N, C, H, W)`` batch it takes; ``labels`` is no ``(N,)`` list of its
+        classes; ``masks`` is no ``(N, H, W)`` array of the images' size; ``classes`` does not name
+        every class; ``layers`` holds an unknown layer; ``targets`` holds no valid class;
+        ``imagenet`` is no bool; ``scale`` is no integer from 1 to 16.
+
     Attributes
     ----------
     predictions, probabilities : Tensor
@@ -108,16 +135,39 @@ class CNNExplorer(Explorer):
         imagenet: bool = False,
         scale: int | None = None,
     ) -> None:
-        self.model, self.images, self.labels, self.masks = model, images, labels, masks
-        self.imagenet = imagenet
+        check_model(model)
+        check_images(images)
+        self.imagenet = as_bool("imagenet", imagenet)
+        self.scale = check_scale(scale) if scale is not None else (3 if images.shape[-1] <= 96 else 1)
+        n = images.shape[0]
+        if masks is not None:
+            checked = as_array("masks", masks, {3: "(N, H, W)"})
+            if tuple(checked.shape) != (n, *images.shape[-2:]):
+                raise ValueError(
+                    f"masks has shape {tuple(checked.shape)}; expected {(n, *images.shape[-2:])}, "
+                    "one per image"
+                )
+            masks = torch.as_tensor(checked)
+        self.model, self.images, self.masks = model, images, masks
         self.predictions, self.probabilities = self._predict()
         n_classes = int(self._n_classes)
+        self.labels = None if labels is None else _classes_of("labels", labels, n, n_classes)
         names = classes if classes is not None else getattr(model, "classes", None)
-        self.classes = list(names) if names else [str(i) for i in range(n_classes)]
-        self.layers = list(relu_layers(model) if layers is None else layers)
-        self.scale = scale if scale is not None else (3 if images.shape[-1] <= 96 else 1)
+        if classes is not None and (isinstance(classes, str) or not isinstance(classes, Sequence)):
+            raise TypeError(f"classes must be a list of class names, got {classes!r:.60}")
+        if classes is not None and len(classes) != n_classes:
+            raise ValueError(f"classes holds {len(classes)} names but the model has {n_classes} classes")
+        self.classes = [str(name) for name in names] if names else [str(i) for i in range(n_classes)]
+        if layers is None:
+            self.layers = relu_layers(model)
+        elif isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence):
+            raise TypeError(f"layers must be a list of module paths, got {layers!r:.60}")
+        else:
+            self.layers = [find_layer(model, layer, f"layers[{i}]")[0] for i, layer in enumerate(layers)]
         self._cache: dict[tuple[int, int, str], dict[str, Tensor]] = {}
         self.computed = 0  # attribution passes run (cache misses), for tests and curiosity
+        if targets is not None:
+            targets = _classes_of("targets", targets, None, n_classes).tolist()
         targets = range(n_classes) if targets is None else targets
         controls = {
             "image": widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
@@ -141,8 +191,14 @@ class CNNExplorer(Explorer):
 
     @torch.no_grad()
     def _predict(self) -> tuple[Tensor, Tensor]:
-        with evaluating(self.model):  # each module's own mode comes back (e.g. a frozen BatchNorm)
-            logits = torch.cat([self.model(chunk) for chunk in self.images.split(32)])
+        # each module's own mode comes back (e.g. a frozen BatchNorm); errors caused by the images name them
+        with evaluating(self.model), forward_checks(self.model, self.images, "images"):
+            outputs = [self.model(chunk) for chunk in self.images.split(32)]
+        if not all(isinstance(out, Tensor) and out.dim() == 2 for out in outputs):
+            out = outputs[0]
+            shown = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"model returns {shown}; CNNExplorer needs a classifier's logits (N, classes)")
+        logits = torch.cat(outputs)
         self._n_classes = logits.shape[1]
         probs = logits.softmax(1)
         top = probs.max(1)

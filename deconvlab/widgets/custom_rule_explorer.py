@@ -14,6 +14,7 @@ recorded graph (on one thread, like every explorer's redraw: see ``_base``).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Callable
 
@@ -22,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from ..attribution import record
-from ..checks import Target, check_input
+from ..checks import Target, as_bool, as_real, as_str, check_images, check_model, check_target
 from ..rules import BUILTIN_NAMES, Rule
 from ..viz import as_image, png_bytes, rule_heading, signed_image
-from ._base import Explorer, one_thread
+from ._base import Explorer, check_scale, one_thread, rule_names_of
 
 __all__ = ["CustomRuleExplorer", "ParameterisedRule"]
 
@@ -79,6 +80,16 @@ class CustomRuleExplorer(Explorer):
     imagenet : bool
         Undo the ImageNet normalisation to display the input.
 
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        A bad argument, named: as :func:`deconvlab.attribute` for ``model``, ``x`` (one input
+        ``(1, C, H, W)``) and ``target``; ``backward`` is not callable as ``backward(x, p, t)``;
+        ``parameter``, ``name`` or ``equation`` is no string (or ``name`` is that of a rule in
+        ``builtins``); ``bounds`` is no ``(min, max, step)`` with ``min < max`` and ``step > 0``;
+        ``value`` lies outside them; ``builtins`` is no list of known rules; ``scale`` is no
+        integer from 1 to 16; ``imagenet`` is no bool.
+
     Attributes
     ----------
     rule : Rule
@@ -104,11 +115,41 @@ class CustomRuleExplorer(Explorer):
         scale: int = 3,
         imagenet: bool = False,
     ) -> None:
-        check_input(x)
+        check_model(model)
+        check_images(x, "x")
         if x.shape[0] != 1:
             raise ValueError(
-                f"CustomRuleExplorer shows one input; got a batch of {x.shape[0]}, index it first"
+                f"x holds a batch of {x.shape[0]}, but CustomRuleExplorer shows one input; pass x[i:i + 1]"
             )
+        check_target(target)
+        if not callable(backward):
+            raise TypeError(f"backward must be callable as backward(x, p, t), got {type(backward).__name__}")
+        try:
+            inspect.signature(backward).bind(None, None, None)
+        except TypeError:
+            raise TypeError(
+                "backward must take three arguments, backward(x, p, t); its signature is "
+                f"{inspect.signature(backward)}"
+            ) from None
+        except ValueError:  # no signature to read: it will tell when called
+            pass
+        parameter, name = as_str("parameter", parameter), as_str("name", name)
+        equation = as_str("equation", equation)
+        if not parameter or not name:
+            raise ValueError("parameter and name must not be empty strings")
+        builtins = rule_names_of(builtins, "builtins")
+        if name in builtins:
+            raise ValueError(f"name {name!r} is a built-in rule shown next to yours; choose another name")
+        if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence) or len(bounds) != 3:
+            raise TypeError(f"bounds must be (min, max, step), got {bounds!r:.60}")
+        low, high = as_real("bounds[0]", bounds[0]), as_real("bounds[1]", bounds[1])
+        step = as_real("bounds[2]", bounds[2], above=0)
+        if not low < high:
+            raise ValueError(f"bounds must be (min, max, step) with min < max, got {tuple(bounds)!r:.60}")
+        value = as_real("value", value)
+        if not low <= value <= high:
+            raise ValueError(f"value {value:g} lies outside bounds ({low:g}, {high:g}); give one within them")
+        scale, imagenet = check_scale(scale), as_bool("imagenet", imagenet)
         self.parameter, self.name, self.equation = parameter, name, equation
         self._family = ParameterisedRule(backward, value)
         self.rule = Rule(name, self._family)
@@ -127,10 +168,16 @@ class CustomRuleExplorer(Explorer):
         ]
         panels = [self._panel("<b>input</b>", self._image), *builtin_panels,
                   self._panel(f"<b>{name}</b> {equation}", self._picture)]
-        low, high, step = bounds
         slider = widgets.FloatSlider(value=value, min=low, max=high, step=step, description=parameter,
                                      readout_format=".2f")
-        self._connect({parameter: slider}, widgets.VBox([widgets.HBox(panels), self.readout]))
+        try:  # the first draw is the first call of the user's function
+            self._connect({parameter: slider}, widgets.VBox([widgets.HBox(panels), self.readout]))
+        except TypeError as error:
+            raise TypeError(f"backward failed when called as backward(x, p, {parameter}): {error}") from error
+        except RuntimeError as error:
+            raise ValueError(
+                f"backward gave no valid signal for backward(x, p, {parameter}): {error}"
+            ) from error
 
     @staticmethod
     def _panel(title: str, image: widgets.Image) -> widgets.VBox:

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from ..attribution import attribute
-from ..checks import Target
+from ..checks import Target, as_bool, check_images, check_model, check_target, renaming
 from ..rules import BUILTIN_NAMES
 from ..viz import as_image, png_bytes, rule_heading, signed_image
-from ._base import Explorer
+from ._base import Explorer, check_scale, rule_names_of
 
 __all__ = ["InputExplorer"]
 
@@ -49,6 +49,13 @@ class InputExplorer(Explorer):
     imagenet : bool
         Undo the ImageNet normalisation to display the inputs.
 
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        A bad argument, named: as :func:`deconvlab.attribute` for ``model``, ``images`` (a batch
+        ``(N, C, H, W)``) and ``target``; ``rules`` is no list of known rules; ``scale`` is no
+        integer from 1 to 16; ``imagenet`` is no bool.
+
     Attributes
     ----------
     maps : dict of str to dict of str to Tensor
@@ -69,8 +76,18 @@ class InputExplorer(Explorer):
         imagenet: bool = False,
     ) -> None:
         models = dict(model) if isinstance(model, Mapping) else {"model": model}
-        self.rules = list(rules)
-        self.maps = {name: attribute(net, images, target, rules=self.rules) for name, net in models.items()}
+        if not models:
+            raise ValueError("model is an empty dict; give a model, or a dict of named models")
+        for net in models.values():
+            check_model(net)
+        check_images(images)
+        check_target(target)
+        self.rules = rule_names_of(rules)
+        scale, imagenet = check_scale(scale), as_bool("imagenet", imagenet)
+        with renaming("images"):
+            self.maps = {
+                name: attribute(net, images, target, rules=self.rules) for name, net in models.items()
+            }
         n = images.shape[0]
         self._inputs = [png_bytes(as_image(images[i], imagenet), scale) for i in range(n)]
         self._pngs = {

@@ -23,9 +23,9 @@ import numpy as np
 from torch import Tensor, nn
 
 from .. import viz
-from ..rules import get_rule
+from ..checks import as_int, check_images, check_model, find_layer
 from ..zeiler_fergus import ReceptiveField, TopActivations, channel_maxima, project_top, receptive_field
-from ._base import Explorer
+from ._base import Explorer, check_scale, rule_names_of
 from .cnn_explorer import relu_layers
 
 __all__ = ["ProjectionExplorer"]
@@ -81,6 +81,13 @@ class ProjectionExplorer(Explorer):
     cache_size : int, default 128
         How many ``(layer, channel)`` projections to keep (and twice as many pictures); at least 1.
 
+    Raises
+    ------
+    TypeError, ValueError
+        A bad argument, named: ``model``, ``images`` and ``layers`` as in
+        :func:`deconvlab.zeiler_fergus.channel_maxima`; ``k`` is no integer ``>= 1``; ``rules`` is
+        no list of known rules; ``scale`` is no integer from 1 to 16; ``cache_size`` is no integer ``>= 1``.
+
     Attributes
     ----------
     maxima : dict of str to ChannelMaxima
@@ -98,11 +105,18 @@ class ProjectionExplorer(Explorer):
         cache_size: int = 128,
     ) -> None:
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
-            raise ValueError(f"cache_size must be an integer >= 1 (projections kept), got {cache_size!r}")
-        self.model, self.images, self.k = model, images, int(k)
-        self.rules = [get_rule(rule).name for rule in rules]
-        self.scale, self.cache_size = scale, cache_size
-        self.layers = list(relu_layers(model) if layers is None else layers)
+            raise ValueError(f"cache_size must be an integer >= 1 (projections kept), got {cache_size!r:.40}")
+        check_model(model)
+        check_images(images)
+        self.model, self.images, self.k = model, images, as_int("k", k, minimum=1)
+        self.rules = rule_names_of(rules)
+        self.scale, self.cache_size = check_scale(scale), cache_size
+        if layers is None:
+            self.layers = relu_layers(model)
+        elif isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence):
+            raise TypeError(f"layers must be a list of module paths, got {layers!r:.60}")
+        else:  # module paths, whatever form each layer was given in
+            self.layers = [find_layer(model, layer, f"layers[{i}]")[0] for i, layer in enumerate(layers)]
         if not self.layers:
             raise ValueError("no layers to explore: pass layers=[...] (module paths of convolutional layers)")
         self.maxima = channel_maxima(model, images, self.layers)

@@ -27,10 +27,11 @@ from collections.abc import Sequence
 import ipywidgets as widgets
 import numpy as np
 
+from ..checks import as_int, as_real
 from ..metrics import relu_star, rule_plane
 from ..rules import BUILTIN_NAMES, RuleLike, get_rule
 from ..viz import png_bytes
-from ._base import Explorer
+from ._base import Explorer, check_scale, rule_names_of
 
 __all__ = ["RuleExplorer", "plot_rule_planes"]
 
@@ -71,7 +72,14 @@ class RuleExplorer(Explorer):
     scale : int
         Screen pixels per grid point.
     x, p : float
-        Starting point.
+        Starting point, within ``[-extent, extent]``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad argument, named: ``rules`` is no list of known rules; ``extent`` is no number
+        ``> 0``; ``resolution`` is no odd integer from 3 to 2001 (and ``resolution * scale`` at
+        most 2048 pixels); ``scale`` is no integer from 1 to 16; ``x`` or ``p`` lies outside the planes.
 
     Attributes
     ----------
@@ -90,8 +98,19 @@ class RuleExplorer(Explorer):
         x: float = -0.4,
         p: float = 0.6,
     ) -> None:
-        self.rules = {get_rule(name).name: get_rule(name) for name in rules}
-        self.extent, self.resolution, self.scale = float(extent), int(resolution), int(scale)
+        self.rules = {name: get_rule(name) for name in rule_names_of(rules)}
+        extent = as_real("extent", extent, above=0)
+        resolution, scale = as_int("resolution", resolution, 3, 2001), check_scale(scale)
+        if resolution * scale > 2048:
+            raise ValueError(
+                f"resolution * scale = {resolution * scale} pixels per plane; keep it at most "
+                "2048"
+            )
+        x, p = as_real("x", x), as_real("p", p)
+        for name, value in (("x", x), ("p", p)):
+            if not -extent <= value <= extent:
+                raise ValueError(f"{name} must be between -{extent:g} and {extent:g} (extent), got {value:g}")
+        self.extent, self.resolution, self.scale = extent, resolution, scale
         self.planes = {name: rule_plane(name, extent, resolution) for name in self.rules}
         self._rgb = {name: _plane_rgb(v, self.extent, self.scale) for name, v in self.planes.items()}
         self._outer = _disc_offsets(max(3, 2 * self.scale + 1))

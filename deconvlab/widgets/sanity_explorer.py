@@ -23,6 +23,7 @@ Rules are titled by their label and equation, read from the rule (:func:`deconvl
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..metrics import abs_normalise, diverging_normalise
 from ..viz import as_image, outline_mask, png_bytes, rule_heading, rule_label
-from ._base import Explorer
+from ._base import Explorer, check_scale
 
 if TYPE_CHECKING:
     import torch
@@ -57,6 +58,15 @@ def display_arrays(maps: torch.Tensor, display: str) -> np.ndarray:
     if display == "signed":
         return 0.5 + 0.5 * diverging_normalise(maps)
     raise ValueError(f"display must be one of {DISPLAYS}, got {display!r}")
+
+
+def _class_names(classes: object, needed: int) -> tuple[str, ...]:
+    """``classes`` as a tuple of at least ``needed`` names (TypeError or ValueError naming it)."""
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes must be a list of class names, got {classes!r:.60}")
+    if len(classes) < needed:
+        raise ValueError(f"classes holds {len(classes)} names, but the labels go up to class {needed - 1}")
+    return tuple(str(name) for name in classes)
 
 
 def _stack(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
@@ -95,6 +105,12 @@ class ClassSensitivityExplorer(Explorer):
     scale : int
         Screen pixels per image pixel.
 
+    Raises
+    ------
+    TypeError, ValueError
+        ``result`` is no ClassSensitivityResult; ``classes`` is no list of names covering its
+        labels; ``scale`` is no integer from 1 to 16.
+
     Attributes
     ----------
     pictures : dict of str to ipywidgets.Image
@@ -105,9 +121,16 @@ class ClassSensitivityExplorer(Explorer):
 
     def __init__(self, result: ClassSensitivityResult, classes=None, scale: int = 3) -> None:
         from ..data import CLASSES
+        from ..sanity import ClassSensitivityResult
 
+        if not isinstance(result, ClassSensitivityResult):
+            raise TypeError(
+                f"result must be a ClassSensitivityResult (from deconvlab.sanity.class_sensitivity), "
+                f"got {type(result).__name__}"
+            )
+        scale = check_scale(scale)
         self.result = result
-        self.classes = tuple(classes) if classes is not None else CLASSES
+        self.classes = _class_names(classes, int(result.labels.max()) + 1) if classes is not None else CLASSES
         self.rules = list(result.rules)
         n = len(result.images)
         masks = result.masks.numpy()
@@ -184,6 +207,12 @@ class RandomisationExplorer(Explorer):
     scale : int
         Screen pixels per image pixel.
 
+    Raises
+    ------
+    TypeError, ValueError
+        ``result`` is no CascadeResult; ``stage_labels`` is no list of one label per stage;
+        ``scale`` is no integer from 1 to 16.
+
     Attributes
     ----------
     pictures : dict of str to ipywidgets.Image
@@ -193,11 +222,26 @@ class RandomisationExplorer(Explorer):
     """
 
     def __init__(self, result: CascadeResult, stage_labels=None, scale: int = 3) -> None:
+        from ..sanity import CascadeResult
+
+        if not isinstance(result, CascadeResult):
+            raise TypeError(
+                f"result must be a CascadeResult (from deconvlab.sanity.cascading_randomisation), "
+                f"got {type(result).__name__}"
+            )
+        if stage_labels is not None and (isinstance(stage_labels, str)
+                                         or not isinstance(stage_labels, Sequence)):
+            raise TypeError(f"stage_labels must be a list of labels, one per stage, got {stage_labels!r:.60}")
+        scale = check_scale(scale)
         self.result = result
         self.rules = list(result.rules)
-        self.stage_labels = list(stage_labels) if stage_labels is not None else list(result.stages)
+        self.stage_labels = (
+            [str(label) for label in stage_labels] if stage_labels is not None else list(result.stages)
+        )
         if len(self.stage_labels) != len(result.stages):
-            raise ValueError(f"{len(self.stage_labels)} stage labels for {len(result.stages)} stages")
+            raise ValueError(
+                f"stage_labels holds {len(self.stage_labels)} stage labels for {len(result.stages)} stages"
+            )
         n_stages, n = len(result.stages), len(result.images)
         self._inputs = [png_bytes(as_image(result.images[i]), scale) for i in range(n)]
         self._pngs: dict[tuple[str, str], list[list[bytes]]] = {}
