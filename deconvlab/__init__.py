@@ -58,8 +58,8 @@ __all__ = [
 
 #: Submodules imported on first use, by layer.
 SUBMODULES = (
-    "rules", "relu", "observations", "context", "recording", "checks", "model_state", "attribution",
-    "metrics",
+    "rules", "relu", "escapes", "observations", "context", "recording", "checks", "model_state",
+    "attribution", "metrics",
     "sanity", "zeiler_fergus", "toynets",
     "models", "data", "train",
     "viz", "widgets", "cli",

@@ -47,6 +47,7 @@ from .checks import (
     seed_from_target,
 )
 from .context import active_rule, backward_rule
+from .escapes import check_finite_output, check_rule_reached, eager_module
 from .observations import input_node, nodes_reaching, warn_untouched
 from .recording import Recording, recording
 from .relu import RuleSlot
@@ -109,12 +110,18 @@ def _rule_context(model: nn.Module, rules: dict[str, Rule]) -> tuple[AbstractCon
     return backward_rule(slot, warn=False, module_names=_module_names(model)), slot
 
 
-def _warn_untouched(context: AbstractContextManager, output: Tensor, wrt: object) -> None:
-    """Warn about what the rules left alone on the path from ``output`` to ``wrt`` (the input or a layer)."""
+def _check_path(
+    context: AbstractContextManager, model: nn.Module, output: Tensor, wrt: object, what: str
+) -> None:
+    """Refuse NaN/Inf in ``output`` (named ``what``) and, on the path from it to ``wrt`` (the input
+    or a layer), ReLUs that no rule reaches; warn about what the rules left alone there."""
+    check_finite_output(output, what)
     if not isinstance(context, backward_rule) or context.only_gradient or context.last_seen is None:
         return
     target = wrt.node if isinstance(wrt, GradientEdge) else input_node(wrt)  # type: ignore[arg-type]
-    warn_untouched(context.last_seen, context.rules_text, on_path=nodes_reaching(output, [target]))
+    on_path = nodes_reaching(output, [target])
+    check_rule_reached(on_path, context.rules_text, model)
+    warn_untouched(context.last_seen, context.rules_text, on_path=on_path)
 
 
 def record(
@@ -135,6 +142,7 @@ def record(
     check_input(x)
     check_batch_dimension(model, x)
     check_target(target)
+    model = eager_module(model)  # torch.compile(model): the module it wraps
     selected, _ = select_rules(rule, rules, default="guided_backprop")
     context, slot = _rule_context(model, selected)
     with forward_checks(model, x), recording(model, x, context, layer) as forward:
@@ -142,7 +150,7 @@ def record(
         check_batch(forward.output, x)
         seed = seed_from_target(forward.output, target)
         wrt = forward.layer.wrt() if forward.layer is not None else forward.leaf
-    _warn_untouched(context, forward.output, wrt)
+    _check_path(context, model, forward.output, wrt, "the model's output")
     return Recording(slot, selected, forward.output, seed, wrt)
 
 
@@ -324,12 +332,13 @@ def project(
         )
     channel = as_int("channel", channel)
     checked_position = check_position(position)
+    model = eager_module(model)  # torch.compile(model): the module it wraps
     selected, single = select_rules(rule, rules, default="deconvnet")
     context, slot = _rule_context(model, selected)
     with forward_checks(model, x), recording(model, x, context, layer, stop_at_layer=True) as forward:
         assert forward.layer is not None
         activation = forward.layer.checked_output()
         seed = _unit_seed(activation, channel, checked_position)
-    _warn_untouched(context, activation, forward.leaf)
+    _check_path(context, model, activation, forward.leaf, f"layer {forward.layer.name!r}'s output")
     signals = Recording(slot, selected, activation, seed, forward.leaf).signals()
     return next(iter(signals.values())) if single else signals

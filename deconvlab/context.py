@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .escapes import compiling, refuse_traced
 from .observations import (
     NoReLUWarning,
     Observations,
@@ -43,7 +44,7 @@ from .observations import (
     activation_label,
     warn_untouched,
 )
-from .relu import RuleReLU, RuleSlot
+from .relu import RuleSlot, relu_with_rule
 from .rules import GRADIENT, Rule, RuleLike, get_rule
 
 __all__ = [
@@ -102,6 +103,10 @@ class _ReLUInterceptor(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        if compiling():  # torch.compile traces this method: keep what it traces trivial
+            if func in _RELU_SPELLINGS or activation_label(func) is not None:
+                return _outside_the_compiler(self, func, types, args, kwargs)
+            return func(*args, **kwargs)
         entries = _state.entries
         if not entries:  # a context is being entered or left: nothing is active
             return func(*args, **kwargs)
@@ -112,7 +117,9 @@ class _ReLUInterceptor(TorchFunctionMode):
         if inplace_flag is not None:
             x = args[0]
             # Inside RuleReLU.forward (and under no_grad) grad mode is off: such a call is not routed.
-            if not (torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad):
+            # x need not require grad: inside torch.func.vmap it does not, though the tensor it
+            # batches may (RuleReLU's vmap rule then records the rule there).
+            if not (torch.is_grad_enabled() and isinstance(x, torch.Tensor)):
                 return func(*args, **kwargs)
             if entry.owner.only_gradient:  # the gradient rule is autograd's own ReLU backward
                 out = func(*args, **kwargs)
@@ -124,7 +131,8 @@ class _ReLUInterceptor(TorchFunctionMode):
                         "an in-place ReLU was applied to a leaf tensor that requires grad (the "
                         "model's input?); autograd cannot differentiate that: pass x * 1 instead"
                     )
-                out = RuleReLU.apply(x, entry.slot, inplace)
+                refuse_traced(x, entry.owner.rules_text)
+                out = relu_with_rule(x, entry.slot, inplace)
             for open_entry in entries:  # the enclosing contexts saw a ReLU evaluated too
                 open_entry.seen.saw_relu(out)
             return out
@@ -137,6 +145,17 @@ class _ReLUInterceptor(TorchFunctionMode):
         if label is not None and isinstance(first, torch.Tensor) and first.requires_grad:
             seen.saw_untouched(label, first)
         return out
+
+
+@torch.compiler.disable
+def _outside_the_compiler(mode: _ReLUInterceptor, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+    """Intercept ``func`` eagerly: torch.compile breaks its graph here (public API since PyTorch 2.1).
+
+    So a ReLU becomes :class:`RuleReLU` outside any compiled graph, and its backward reads the
+    rule when it runs, exactly as without compile; the compiled pieces between the ReLUs keep
+    their plain backward. Nothing here is traced: no recompilation, no frame inspection.
+    """
+    return mode.__torch_function__(func, types, args, kwargs)
 
 
 def _function_modes() -> list[TorchFunctionMode]:

@@ -34,6 +34,8 @@ from torch import Tensor, nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils.hooks import RemovableHandle
 
+from .escapes import compiling
+
 __all__ = [
     "NoReLUWarning",
     "Observations",
@@ -116,11 +118,11 @@ class Observations:
         thread, modules = threading.get_ident(), self.modules
 
         def enter(module: nn.Module, args: object) -> None:
-            if threading.get_ident() == thread:
+            if not compiling() and threading.get_ident() == thread:
                 modules.append(module)
 
         def leave(module: nn.Module, args: object, output: object) -> None:
-            if threading.get_ident() == thread and modules and modules[-1] is module:
+            if not compiling() and threading.get_ident() == thread and modules and modules[-1] is module:
                 modules.pop()
 
         # One C-level call each from here (extend over map): an interrupt cannot fall between
@@ -171,6 +173,9 @@ def nodes_reaching(output: Tensor, targets: Iterable[object]) -> set[object]:
     """
     wanted = {id(node) for node in targets if node is not None}
     reaches: dict[int, bool] = {}
+    # Keep every visited node alive: PyTorch 2.2 makes a new Python object for a C++ node each
+    # time it is asked for and frees it after use, so an id() would be reused by another node.
+    alive: list[object] = []
     found: set[object] = set()
     if output.grad_fn is None:
         return found
@@ -184,6 +189,7 @@ def nodes_reaching(output: Tensor, targets: Iterable[object]) -> set[object]:
                 found.add(node)
         elif id(node) not in reaches:
             reaches[id(node)] = False  # being visited; autograd graphs have no cycles
+            alive.append(node)
             stack.append((node, True))
             stack.extend((child, False) for child in children if id(child) not in reaches)
     return found

@@ -22,6 +22,7 @@ from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from .checks import check_input, check_model, find_layer
 from .context import InPlaceOnLeafError
+from .escapes import check_finite_input, eager_module
 from .model_state import evaluating, removing
 from .relu import RuleSlot
 from .rules import Rule
@@ -145,8 +146,10 @@ def recording(
     stop_at_layer : bool
         End the forward pass as soon as ``layer`` has run (no model output).
     """
+    model = eager_module(model)  # torch.compile(model): the module it wraps, which every rule reaches
     check_model(model)
     check_input(x)
+    check_finite_input(x)
     leaf = input_leaf(x)
     with evaluating(model), removing([]) as handles, torch.enable_grad():
         probe = None

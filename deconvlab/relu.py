@@ -13,12 +13,14 @@ is switched between backward passes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from .rules import Rule
+from .rules import BUILTIN_RULES, Rule
 
-__all__ = ["RuleReLU", "RuleSlot", "relu_with_rule"]
+__all__ = ["FuncRuleReLU", "RuleReLU", "RuleSlot", "relu_with_rule"]
 
 
 class RuleSlot:
@@ -33,6 +35,9 @@ class RuleSlot:
         self.sign_only = all(rule.sign_only for rule in rules)
 
 
+_BUILTIN_IDS = frozenset(id(rule) for rule in BUILTIN_RULES)
+
+
 def _check_rule_output(rule: Rule, result: object, p: Tensor) -> Tensor:
     if not isinstance(result, Tensor) or result.shape != p.shape:
         got = tuple(result.shape) if isinstance(result, Tensor) else type(result).__name__
@@ -43,11 +48,24 @@ def _check_rule_output(rule: Rule, result: object, p: Tensor) -> Tensor:
     return result.to(p.dtype)
 
 
+def _backward(ctx: Any, p: Tensor) -> tuple[Tensor, None, None]:
+    (x,) = ctx.saved_tensors
+    rule = ctx.slot.rule
+    # A user rule gets its own p: p may be the seed, shared by the rules of one call, or the
+    # signal of a sibling branch, which a rule writing into p would corrupt. Built-ins never do.
+    p_for_rule = p if id(rule) in _BUILTIN_IDS else p.clone()
+    return _check_rule_output(rule, rule.backward(x, p_for_rule), p), None, None
+
+
 class RuleReLU(torch.autograd.Function):
-    """ReLU forward; backward ``ReLU*(x, p)`` of the rule held by a :class:`RuleSlot`."""
+    """ReLU forward; backward ``ReLU*(x, p)`` of the rule held by a :class:`RuleSlot`.
+
+    Use it through :func:`relu_with_rule`, which picks :class:`FuncRuleReLU` inside
+    ``torch.func`` transforms.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, slot: RuleSlot, inplace: bool) -> Tensor:
+    def forward(ctx: Any, x: Tensor, slot: RuleSlot, inplace: bool) -> Tensor:
         # Sign-only rules get relu(x): same [x > 0], and autograd keeps it anyway.
         saved_input = None if slot.sign_only else (x.clone() if inplace else x)
         if inplace:
@@ -59,14 +77,50 @@ class RuleReLU(torch.autograd.Function):
         ctx.slot = slot
         return out
 
+    backward = staticmethod(_backward)
+
+
+def _relu(x: Tensor, slot: RuleSlot, inplace: bool) -> Tensor:
+    if inplace and not slot.sign_only:  # refused before writing
+        raise ValueError("FuncRuleReLU in place would overwrite x, which this rule reads: use relu_with_rule")
+    return torch.relu_(x) if inplace else torch.relu(x)
+
+
+def _setup(ctx: Any, inputs: tuple[Tensor, RuleSlot, bool], output: Tensor) -> None:
+    x, slot, inplace = inputs
+    if inplace:
+        ctx.mark_dirty(x)
+    ctx.save_for_backward(output if slot.sign_only else x)
+    ctx.slot = slot
+
+
+class FuncRuleReLU(torch.autograd.Function):
+    """:class:`RuleReLU` for ``torch.func`` transforms (vmap, grad, jacrev, vjp): exact there too.
+
+    They need the ``setup_context`` style and a vmap rule, which make each call some 30 us
+    slower (PyTorch binds the arguments with ``inspect``), so other calls keep RuleReLU.
+    """
+
+    forward = staticmethod(_relu)
+    setup_context = staticmethod(_setup)
+    backward = staticmethod(_backward)
+
     @staticmethod
-    def backward(ctx, p: Tensor) -> tuple[Tensor, None, None]:
-        (x,) = ctx.saved_tensors
-        rule = ctx.slot.rule
-        return _check_rule_output(rule, rule.backward(x, p), p), None, None
+    def vmap(
+        info: Any, in_dims: tuple[int | None, None, None], x: Tensor, slot: RuleSlot, inplace: bool
+    ) -> tuple[Tensor, int | None]:
+        # Rules are elementwise: the batch dimension is one more dimension, the rule applies as it is.
+        return FuncRuleReLU.apply(x, slot, inplace), in_dims[0]
 
 
 def relu_with_rule(x: Tensor, rule: Rule | RuleSlot, inplace: bool = False) -> Tensor:
-    """``relu(x)`` whose backward pass follows ``rule``."""
+    """``relu(x)`` (in place with ``inplace=True``) whose backward pass follows ``rule``."""
     slot = rule if isinstance(rule, RuleSlot) else RuleSlot(rule)
-    return RuleReLU.apply(x, slot, inplace)
+    # Private PyTorch API, the test Function.apply itself makes; no public equivalent
+    # (tests/test_pytorch_private_api.py checks it).
+    if not torch._C._are_functorch_transforms_active():
+        return RuleReLU.apply(x, slot, inplace)
+    if inplace and not slot.sign_only:
+        # The rule reads the true x, which relu_ overwrites: run on a copy, write the result back.
+        return x.copy_(FuncRuleReLU.apply(x.clone(), slot, False))
+    return FuncRuleReLU.apply(x, slot, inplace)

@@ -48,3 +48,42 @@ def test_our_mode_leaves_from_below_a_users_mode_and_the_users_mode_stays():
     assert torch.overrides._get_current_function_mode_stack() == [users]
     users.__exit__(None, None, None)
     assert torch.overrides._get_current_function_mode_stack() == []
+
+
+def test_compile_keeps_the_module_it_wraps_as_orig_mod():
+    # deconvlab.escapes.eager_module: attribute() runs the uncompiled module
+    module = torch.nn.Linear(2, 2)
+    assert torch.compile(module)._orig_mod is module
+
+
+def test_compilers_trace_with_fake_or_functional_tensors():
+    # deconvlab.escapes.refuse_traced recognises a ReLU being traced by these classes
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+    from torch._subclasses.functional_tensor import FunctionalTensor
+
+    with FakeTensorMode():
+        assert isinstance(torch.empty(2), FakeTensor)
+    assert issubclass(FunctionalTensor, torch.Tensor)
+
+
+def test_functorch_transforms_can_be_detected():
+    # deconvlab.relu.relu_with_rule picks FuncRuleReLU inside torch.func transforms
+    assert not torch._C._are_functorch_transforms_active()
+    seen = []
+    torch.func.vmap(lambda v: seen.append(torch._C._are_functorch_transforms_active()) or v)(torch.ones(2))
+    assert seen == [True]
+
+
+def test_torch_2_2_folds_its_private_is_compiling_while_tracing():
+    # deconvlab.escapes.compiling on PyTorch 2.2, which has no torch.compiler.is_compiling
+    if hasattr(torch.compiler, "is_compiling"):
+        return
+    seen = []
+
+    @torch.compile(backend="eager")
+    def traced(v):
+        seen.append(torch._utils.is_compiling())
+        return v + 1
+
+    traced(torch.ones(2))
+    assert seen == [True]
