@@ -1,5 +1,7 @@
 """attribute and project: shapes, targets, one forward pass, and leaving things as found."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -36,7 +38,9 @@ def test_layer_signal_is_shaped_like_its_output(cnn, images, layer):
 @pytest.mark.parametrize("rule", RULES)
 def test_layer_signal_is_taken_before_a_following_inplace_relu(rule, images):
     """features.3 is a conv followed by ReLU(inplace=True): the signal is at the conv's output."""
-    inplace = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(4 * 14 * 14, 3))
+    inplace = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(4 * 14 * 14, 3)
+    )
     inplace = inplace.double()
     conv_out = inplace[0](images)
     p = inplace[3].weight[2].view(1, 4, 14, 14).expand_as(conv_out)
@@ -84,7 +88,9 @@ def test_the_gradient_inside_another_rules_context_is_still_the_gradient(cnn, im
 
 def test_dict_keys_are_the_rules_canonical_names(cnn, images):
     assert list(dl.attribute(cnn, images, 2, rules=["guided", dl.get_rule("deconvnet")])) == [
-        "guided_backprop", "deconvnet"]
+        "guided_backprop",
+        "deconvnet",
+    ]
     with pytest.raises(ValueError, match="listed twice"):
         dl.attribute(cnn, images, 2, rules=["gradient", "gradient"])
     with pytest.raises(ValueError, match="'guided_backprop' is listed twice"):
@@ -108,7 +114,9 @@ def test_one_return_type_per_call(cnn, images):
 
 
 def _hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
 
 
 def test_leaves_model_and_input_as_found(cnn, images):
@@ -179,21 +187,32 @@ def test_works_under_no_grad_and_refuses_inference_mode(cnn, images):
     assert dl.attribute(cnn, frozen, 1).shape == images.shape
 
 
-@pytest.mark.parametrize(("make_x", "target", "kwargs", "error", "message"), [
-    (lambda x: x, 5, {}, IndexError, r"target 5 is out of range .* 5 classes \(valid: 0..4\)"),
-    (lambda x: x, -1, {}, IndexError, "target -1 is out of range"),
-    (lambda x: x, [1, 2, 3], {}, ValueError, "target has 3 entries but the batch has 2 examples"),
-    (lambda x: x, [1, 9], {}, IndexError, "target 9 is out of range"),
-    (lambda x: x, torch.tensor([0.5, 1.0]), {}, TypeError, "neither class indices"),
-    (lambda x: x, torch.ones(2, 2, dtype=torch.long), {}, ValueError, "target has shape"),
-    (lambda x: x, True, {}, TypeError, "bool"),
-    (lambda x: (x * 255).to(torch.uint8), 1, {}, TypeError, "dtype torch.uint8.*floating-point"),
-    (lambda x: x[0, 0, 0], 1, {}, ValueError, "batch dimension"),
-    (lambda x: x, 1, {"rule": "guided-bp"}, ValueError, "unknown rule 'guided-bp'; known rules"),
-    (lambda x: x, 1, {"layer": "features.10"}, ValueError, "unknown layer 'features.10'; the model's layers are: 0, 1"),
-    (lambda x: x, 1, {"layer": nn.Conv2d(1, 1, 1)}, ValueError, "not a submodule"),
-])
-def test_bad_input_raises_an_error_that_names_the_problem(cnn, images, make_x, target, kwargs, error, message):
+@pytest.mark.parametrize(
+    ("make_x", "target", "kwargs", "error", "message"),
+    [
+        (lambda x: x, 5, {}, IndexError, r"target 5 is out of range .* 5 classes \(valid: 0..4\)"),
+        (lambda x: x, -1, {}, IndexError, "target -1 is out of range"),
+        (lambda x: x, [1, 2, 3], {}, ValueError, "target has 3 entries but the batch has 2 examples"),
+        (lambda x: x, [1, 9], {}, IndexError, "target 9 is out of range"),
+        (lambda x: x, torch.tensor([0.5, 1.0]), {}, TypeError, "neither class indices"),
+        (lambda x: x, torch.ones(2, 2, dtype=torch.long), {}, ValueError, "target has shape"),
+        (lambda x: x, True, {}, TypeError, "bool"),
+        (lambda x: (x * 255).to(torch.uint8), 1, {}, TypeError, "dtype torch.uint8.*floating-point"),
+        (lambda x: x[0, 0, 0], 1, {}, ValueError, "batch dimension"),
+        (lambda x: x, 1, {"rule": "guided-bp"}, ValueError, "unknown rule 'guided-bp'; known rules"),
+        (
+            lambda x: x,
+            1,
+            {"layer": "features.10"},
+            ValueError,
+            "unknown layer 'features.10'; the model's layers are: 0, 1",
+        ),
+        (lambda x: x, 1, {"layer": nn.Conv2d(1, 1, 1)}, ValueError, "not a submodule"),
+    ],
+)
+def test_bad_input_raises_an_error_that_names_the_problem(
+    cnn, images, make_x, target, kwargs, error, message
+):
     with pytest.raises(error, match=message):
         dl.attribute(cnn, make_x(images), target, **kwargs)
 
@@ -207,18 +226,13 @@ def test_an_output_whose_batch_differs_from_the_input_is_refused(images):
 
 
 def test_torchscript_models_are_refused(cnn, images):
-    with pytest.warns(FutureWarning) if hasattr(torch.jit, "_script") else _nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # newer torch deprecates torch.jit.script; older does not
         scripted = torch.jit.script(cnn)
     with pytest.raises(TypeError, match="TorchScript"):
         dl.attribute(scripted, images, 1)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_a_layer_that_runs_twice_or_never_is_refused(images):
@@ -226,7 +240,9 @@ def test_a_layer_that_runs_twice_or_never_is_refused(images):
     model = nn.Sequential(shared, nn.ReLU(), shared, nn.Flatten(), nn.Linear(3 * 16 * 16, 2)).double()
     with pytest.raises(RuntimeError, match="ran 2 times"):
         dl.attribute(model, images, 1, layer="0")
-    unused = nn.ModuleDict({"used": nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)), "spare": nn.ReLU()})
+    unused = nn.ModuleDict(
+        {"used": nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)), "spare": nn.ReLU()}
+    )
 
     class Partial(nn.Module):
         def __init__(self):
@@ -242,6 +258,7 @@ def test_a_layer_that_runs_twice_or_never_is_refused(images):
 
 # --- project -------------------------------------------------------------------------------
 
+
 def test_project_at_a_unit_is_the_activation_times_its_gradient(cnn, images):
     """With the gradient rule, projecting unit (c, i, j) = a_cij · ∂a_cij/∂x (plain autograd)."""
     x = images.clone().requires_grad_(True)
@@ -255,8 +272,8 @@ def test_project_max_uses_the_strongest_unit_of_each_example(cnn, images):
     activation = cnn[:5](images)[:, 1]
     for example in range(2):
         i, j = np.unravel_index(int(activation[example].argmax()), activation.shape[1:])
-        expected = dl.project(cnn, images[example:example + 1], "4", 1, position=(int(i), int(j)))
-        got = dl.project(cnn, images, "4", 1, position="max")[example:example + 1]
+        expected = dl.project(cnn, images[example : example + 1], "4", 1, position=(int(i), int(j)))
+        got = dl.project(cnn, images, "4", 1, position="max")[example : example + 1]
         torch.testing.assert_close(got, expected)
 
 
@@ -287,11 +304,18 @@ def test_project_stops_the_forward_pass_at_the_layer(cnn, images):
     assert head.calls == 0
 
 
-@pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"channel": 9}, IndexError, "channel 9 is out of range for a layer with 6 channels"),
-    ({"channel": 1, "position": (8, 0)}, IndexError, r"position \(8, 0\) is outside the feature map of size \(8, 8\)"),
-    ({"channel": 1, "position": "top"}, ValueError, "position must be None, 'max' or"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"channel": 9}, IndexError, "channel 9 is out of range for a layer with 6 channels"),
+        (
+            {"channel": 1, "position": (8, 0)},
+            IndexError,
+            r"position \(8, 0\) is outside the feature map of size \(8, 8\)",
+        ),
+        ({"channel": 1, "position": "top"}, ValueError, "position must be None, 'max' or"),
+    ],
+)
 def test_project_bad_input(cnn, images, kwargs, error, message):
     with pytest.raises(error, match=message):
         dl.project(cnn, images, "4", **kwargs)
