@@ -58,11 +58,25 @@ __all__ = [
 
 #: Submodules imported on first use, by layer.
 SUBMODULES = (
-    "rules", "relu", "escapes", "observations", "context", "recording", "checks", "model_state",
-    "attribution", "metrics",
-    "sanity", "zeiler_fergus", "toynets",
-    "models", "data", "train",
-    "viz", "widgets", "cli",
+    "rules",
+    "relu",
+    "escapes",
+    "observations",
+    "context",
+    "recording",
+    "checks",
+    "model_state",
+    "attribution",
+    "metrics",
+    "sanity",
+    "zeiler_fergus",
+    "toynets",
+    "models",
+    "data",
+    "train",
+    "viz",
+    "widgets",
+    "cli",
     "torchray",
 )
 

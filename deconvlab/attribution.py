@@ -160,7 +160,12 @@ def attribute(
 ) -> Tensor: ...
 @overload
 def attribute(
-    model: nn.Module, x: Tensor, target: Target, rule: None = ..., layer: Layer = ..., *,
+    model: nn.Module,
+    x: Tensor,
+    target: Target,
+    rule: None = ...,
+    layer: Layer = ...,
+    *,
     rules: Sequence[RuleLike],
 ) -> dict[str, Tensor]: ...
 
@@ -268,13 +273,23 @@ def _unit_seed(activation: Tensor, channel: int, position: Position) -> Tensor:
 
 @overload
 def project(
-    model: nn.Module, x: Tensor, layer: str | nn.Module, channel: int, position: Position = ...,
+    model: nn.Module,
+    x: Tensor,
+    layer: str | nn.Module,
+    channel: int,
+    position: Position = ...,
     rule: RuleLike | None = ...,
 ) -> Tensor: ...
 @overload
 def project(
-    model: nn.Module, x: Tensor, layer: str | nn.Module, channel: int, position: Position = ...,
-    rule: None = ..., *, rules: Sequence[RuleLike],
+    model: nn.Module,
+    x: Tensor,
+    layer: str | nn.Module,
+    channel: int,
+    position: Position = ...,
+    rule: None = ...,
+    *,
+    rules: Sequence[RuleLike],
 ) -> dict[str, Tensor]: ...
 
 

@@ -224,8 +224,13 @@ def as_int(name: str, value: object, minimum: int | None = None, maximum: int | 
     """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got a bool ({value})")
-    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point() \
-            and not value.is_complex() and value.dtype != torch.bool:
+    if (
+        isinstance(value, Tensor)
+        and value.dim() == 0
+        and not value.is_floating_point()
+        and not value.is_complex()
+        and value.dtype != torch.bool
+    ):
         number = int(value.item())
     elif isinstance(value, (int, np.integer)):
         number = int(value)
@@ -238,14 +243,21 @@ def as_int(name: str, value: object, minimum: int | None = None, maximum: int | 
 
 
 def as_real(
-    name: str, value: object, minimum: float | None = None, maximum: float | None = None,
+    name: str,
+    value: object,
+    minimum: float | None = None,
+    maximum: float | None = None,
     above: float | None = None,
 ) -> float:
     """``value`` as a finite float (an int or float, not a bool) in ``[minimum, maximum]`` and ``> above``."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number, got a bool ({value})")
-    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_complex() \
-            and value.dtype != torch.bool:
+    if (
+        isinstance(value, Tensor)
+        and value.dim() == 0
+        and not value.is_complex()
+        and value.dtype != torch.bool
+    ):
         number = float(value.item())
     elif isinstance(value, (int, float, np.integer, np.floating)):
         number = float(value)
@@ -283,7 +295,10 @@ def as_choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 
 def as_array(
-    name: str, value: object, layouts: dict[int, str] | None = None, kinds: str = "biuf",
+    name: str,
+    value: object,
+    layouts: dict[int, str] | None = None,
+    kinds: str = "biuf",
 ) -> Tensor | np.ndarray:
     """Check an array argument: a tensor (returned as it is) or anything NumPy makes an array of.
 
@@ -308,8 +323,17 @@ def as_array(
         raise TypeError(f"{name} must be an array or a tensor, got {describe(value)}")
     if isinstance(value, Tensor):
         array: Tensor | np.ndarray = value
-        kind = "c" if value.is_complex() else "b" if value.dtype == torch.bool else \
-            "f" if value.is_floating_point() else "u" if value.dtype == torch.uint8 else "i"
+        kind = (
+            "c"
+            if value.is_complex()
+            else "b"
+            if value.dtype == torch.bool
+            else "f"
+            if value.is_floating_point()
+            else "u"
+            if value.dtype == torch.uint8
+            else "i"
+        )
         shape = tuple(value.shape)
     else:
         try:
@@ -322,8 +346,7 @@ def as_array(
         allowed = " or ".join(dict.fromkeys(wanted[k] for k in kinds if k in wanted))
         dtype = array.dtype
         raise TypeError(
-            f"{name} must hold {allowed}, got "
-            f"{describe(value) if kind == 'O' else f'dtype {dtype}'}"
+            f"{name} must hold {allowed}, got {describe(value) if kind == 'O' else f'dtype {dtype}'}"
         )
     if layouts is not None and len(shape) not in layouts:
         expected = " or ".join(layouts.values())
@@ -353,8 +376,12 @@ def _is_index(value: object) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return False
     if isinstance(value, Tensor):
-        return value.dim() == 0 and not value.is_floating_point() and not value.is_complex() \
+        return (
+            value.dim() == 0
+            and not value.is_floating_point()
+            and not value.is_complex()
             and value.dtype != torch.bool
+        )
     return isinstance(value, (int, np.integer))
 
 
@@ -393,8 +420,7 @@ def check_target(target: object) -> None:
         raise TypeError(f"target must be a class index or a list of them, got {describe(target)}")
     if isinstance(target, (bool, np.bool_)):
         raise TypeError(
-            "target must be a class index, a list of them, or a seed tensor; got a bool "
-            f"({target})"
+            f"target must be a class index, a list of them, or a seed tensor; got a bool ({target})"
         )
     if isinstance(target, (float, np.floating)):
         hint = f"; did you mean {int(target)}?" if np.isfinite(target) and float(target).is_integer() else ""
@@ -402,8 +428,7 @@ def check_target(target: object) -> None:
     if isinstance(target, (int, np.integer)):
         if not -_INT64_MAX <= int(target) <= _INT64_MAX:
             raise IndexError(
-                f"target {target} is out of range: class indices run from 0 to the number of "
-                "classes - 1"
+                f"target {target} is out of range: class indices run from 0 to the number of classes - 1"
             )
         return
     if isinstance(target, (Tensor, np.ndarray)):
@@ -519,7 +544,7 @@ def check_batch_dimension(model: nn.Module, x: Tensor, name: str = "x") -> None:
     assert isinstance(conv, nn.modules.conv._ConvNd)
     spatial = len(conv.kernel_size)
     if x.dim() == spatial + 1 and x.shape[0] == conv.in_channels:
-        layout = "(N, C, " + ", ".join("DHW"[3 - spatial:]) + ")"
+        layout = "(N, C, " + ", ".join("DHW"[3 - spatial :]) + ")"
         raise ValueError(
             f"{name} has shape {tuple(x.shape)}: one example without its batch dimension, but the model's "
             f"first layer {path!r} ({type(conv).__name__}) takes batches {layout}; add the batch "

@@ -65,8 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--rule", default="all", help="all (default), or comma-separated rule names")
     e.add_argument("--target", default="top", help="class index or name, or top (predicted)")
     e.add_argument("--layer", help="module path (e.g. features.8): map that layer's signal")
-    e.add_argument("--kind", default=None, choices=("signed", "heatmap", "overlay"),
-                   help="display (default: signed for pixels, heatmap for a layer)")
+    e.add_argument(
+        "--kind",
+        default=None,
+        choices=("signed", "heatmap", "overlay"),
+        help="display (default: signed for pixels, heatmap for a layer)",
+    )
     e.add_argument("--seed", type=int, default=0, help="which shapes sample to draw")
     e.add_argument("-o", "--output", required=True, help="output figure (.png, .pdf, .svg)")
     e.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -89,8 +93,10 @@ def _load_model(name: str, weights: str):
 
     known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
-        raise CLIError(f"unknown model {name!r}; use teaching or a torchvision classifier "
-                       f"such as alexnet, vgg16, resnet18, squeezenet1_1")
+        raise CLIError(
+            f"unknown model {name!r}; use teaching or a torchvision classifier "
+            f"such as alexnet, vgg16, resnet18, squeezenet1_1"
+        )
     w = None if weights.lower() == "none" else weights
     try:
         m = models.torchvision_model(name, weights=w)
@@ -126,8 +132,7 @@ def _load_input(args, size: int, imagenet: bool, preprocess):
             return x, mask, f"{name} (seed {args.seed})"
         if name in data.PHOTOS:
             return data.sample_image(name, size=size, normalize=imagenet), None, name
-        raise CLIError(f"unknown sample {name!r}; choose from "
-                       f"{', '.join((*data.CLASSES, *data.PHOTOS))}")
+        raise CLIError(f"unknown sample {name!r}; choose from {', '.join((*data.CLASSES, *data.PHOTOS))}")
     path = Path(args.image)
     x = _read_image(path)
     if preprocess is not None:
@@ -169,8 +174,10 @@ def _full_scale(im) -> float:
     bits = getattr(im, "tag_v2", {}).get(258)  # TIFF BitsPerSample
     if bits:
         return float(2 ** int(bits[0] if isinstance(bits, tuple) else bits) - 1)
-    raise ValueError(f"cannot tell the bit depth of this {im.format} image of mode {im.mode}; "
-                     "save it as an 8- or 16-bit PNG")
+    raise ValueError(
+        f"cannot tell the bit depth of this {im.format} image of mode {im.mode}; "
+        "save it as an 8- or 16-bit PNG"
+    )
 
 
 def _pixels(im) -> torch.Tensor:
@@ -184,8 +191,9 @@ def _pixels(im) -> torch.Tensor:
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         grey = np.asarray(im, dtype=np.float32) / _full_scale(im)
         if not np.isfinite(grey).all() or grey.min() < 0 or grey.max() > 1:
-            raise ValueError(f"its {im.mode} values span [{grey.min():.3g}, {grey.max():.3g}] of "
-                             "full scale, not [0, 1]")
+            raise ValueError(
+                f"its {im.mode} values span [{grey.min():.3g}, {grey.max():.3g}] of full scale, not [0, 1]"
+            )
         return torch.from_numpy(np.ascontiguousarray(grey)).expand(3, *grey.shape).clone()
     rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
@@ -243,8 +251,10 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, layer: str | None) -> torc
             handles.append(module.register_forward_hook(lambda *_: calls.append(1)))
         probs = model(x).softmax(1)[0]
     if module is not None and len(calls) != 1:
-        raise CLIError(f"layer {layer!r} runs {len(calls)} times in one forward pass, so its signal "
-                       "is ambiguous; choose a module that runs once (see print(model))")
+        raise CLIError(
+            f"layer {layer!r} runs {len(calls)} times in one forward pass, so its signal "
+            "is ambiguous; choose a module that runs once (see print(model))"
+        )
     return probs
 
 
@@ -277,8 +287,10 @@ def explain(args) -> str:
     except (OSError, ValueError) as err:
         raise CLIError(f"cannot write {str(out)!r}: {err}") from None
     top = int(probs.argmax())
-    return (f"{what}: {args.model} predicts {categories[top]} ({probs[top]:.0%}); "
-            f"explained {categories[target]} with {', '.join(maps)}{layer} -> {out}")
+    return (
+        f"{what}: {args.model} predicts {categories[top]} ({probs[top]:.0%}); "
+        f"explained {categories[target]} with {', '.join(maps)}{layer} -> {out}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         msg = " ".join(str(err).split()) or type(err).__name__
-        print(f"deconvlab: error: internal error: {type(err).__name__}: {msg} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"deconvlab: error: internal error: {type(err).__name__}: {msg} "
+            "(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1

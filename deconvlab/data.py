@@ -182,8 +182,7 @@ def shape_sample(name: str, seed: int = 0, size: int = 64) -> ShapesDataset:
     """
     if not isinstance(name, str):
         raise TypeError(
-            f"name must be a class name such as 'star' ({', '.join(CLASSES)}), got "
-            f"{type(name).__name__}"
+            f"name must be a class name such as 'star' ({', '.join(CLASSES)}), got {type(name).__name__}"
         )
     if name not in CLASSES:
         raise ValueError(f"name: unknown shape class {name[:40]!r}; choose from {', '.join(CLASSES)}")

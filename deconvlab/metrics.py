@@ -314,8 +314,7 @@ def edge_correlation(maps: Tensor | np.ndarray, images: Tensor | np.ndarray) -> 
     m, x = _array("maps", maps, _MAPS), _array("images", images, _MAPS)
     if m.ndim != x.ndim or m.shape[:-3] != x.shape[:-3] or m.shape[-2:] != x.shape[-2:]:
         raise ValueError(
-            f"maps has shape {m.shape} but images has shape {x.shape}; they need the same N, H "
-            "and W"
+            f"maps has shape {m.shape} but images has shape {x.shape}; they need the same N, H and W"
         )
     return pearson(np.abs(m).sum(axis=-3).reshape(-1, *m.shape[-2:]), edge_map(x))
 
@@ -384,8 +383,7 @@ def mask_energy_fraction(maps: Tensor | np.ndarray, masks: Tensor | np.ndarray) 
     count = maps.shape[0] if maps.ndim == 4 else 1
     if count != masks.shape[0]:
         raise ValueError(
-            f"masks holds {masks.shape[0]} masks but maps holds {count} maps; give one mask per "
-            "map"
+            f"masks holds {masks.shape[0]} masks but maps holds {count} maps; give one mask per map"
         )
     energy = pixel_energy(maps, masks.shape[-2:])
     return _share((energy * masks).flatten(1).sum(1), energy.flatten(1).sum(1))

@@ -136,9 +136,7 @@ class TeachingCNN(nn.Module):
             layers.append(nn.ReLU(inplace=True))
             width = int(item)
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)
-        )
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
         self.config = tuple(config)
         self.classes: tuple[str, ...] = CLASSES if num_classes == len(CLASSES) else ()
         for module in self.modules():
@@ -169,8 +167,9 @@ def fold_batchnorm(model: TeachingCNN) -> TeachingCNN:
         bn = src[i + 1] if i + 1 < len(src) else None
         if isinstance(bn, nn.BatchNorm2d):
             if bn.running_mean is None or bn.running_var is None:
-                raise ValueError("cannot fold a BatchNorm2d without running statistics "
-                                 "(track_running_stats=False)")
+                raise ValueError(
+                    "cannot fold a BatchNorm2d without running statistics (track_running_stats=False)"
+                )
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             w = w * scale.view(-1, 1, 1, 1)
             b = (b - bn.running_mean) * scale + bn.bias
@@ -240,15 +239,15 @@ def _device(device: object) -> torch.device | None:
         return None
     if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
         raise TypeError(
-            "device must be a torch.device or a string such as 'cpu', got "
-            f"{type(device).__name__}"
+            f"device must be a torch.device or a string such as 'cpu', got {type(device).__name__}"
         )
     try:
         resolved = device if isinstance(device, torch.device) else torch.device(device)
     except (RuntimeError, ValueError, OverflowError) as error:
         raise ValueError(f"device {device!r:.40} is not a device: {error}") from None
     available: dict[str, Callable[[], bool]] = {
-        "cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available,
+        "cuda": torch.cuda.is_available,
+        "mps": torch.backends.mps.is_available,
     }
     if resolved.type in available and not available[resolved.type]():
         raise ValueError(f"device {str(resolved)!r} is not available on this machine; use device='cpu'")
@@ -382,8 +381,10 @@ def _fetch(name: str, url: str, path: Path, timeout: float) -> None:
             raise _unavailable(name, url, path, f"download failed: {e}") from e
         expected = recorded_sha256(path.name)
         if not digest.startswith(expected):
-            raise WeightsHashError(f"the download of {url} has sha256 {digest[:16]}..., not the "
-                                   f"recorded {expected}; nothing was written to {path.parent}")
+            raise WeightsHashError(
+                f"the download of {url} has sha256 {digest[:16]}..., not the "
+                f"recorded {expected}; nothing was written to {path.parent}"
+            )
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -431,12 +432,17 @@ def _mentions(node: ast.AST, name: str) -> bool:
 
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+    ast.Is: lambda a, b: a is b,
+    ast.IsNot: lambda a, b: a is not b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
 }
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
 }
 
 
@@ -486,15 +492,17 @@ def _weights_call(call: ast.Call, env: dict[str, Any], plan: _BuildPlan, fn: Cal
         plan.kwargs[_value(call.args[1], env)] = _value(call.args[2], env)
     elif isinstance(func, ast.Attribute) and func.attr == "load_state_dict" and _is_name(func.value, "model"):
         pass  # the plain load of the state dict: done by torchvision_model
-    elif (isinstance(func, ast.Name) and not call.args
-          and {k.arg for k in call.keywords} == {"model", "weights", "progress"}):
+    elif (
+        isinstance(func, ast.Name)
+        and not call.args
+        and {k.arg for k in call.keywords} == {"model", "weights", "progress"}
+    ):
         plan.loader = fn.__globals__[func.id]  # e.g. densenet's loader that renames old keys
     elif not (isinstance(func, ast.Attribute) and func.attr == "warn"):
         raise _Unknown(ast.unparse(call))
 
 
-def _weights_statement(stmt: ast.stmt, env: dict[str, Any], plan: _BuildPlan,
-                       fn: Callable[..., Any]) -> None:
+def _weights_statement(stmt: ast.stmt, env: dict[str, Any], plan: _BuildPlan, fn: Callable[..., Any]) -> None:
     """A statement inside an ``if weights`` block: a keyword argument, a load or a fix-up."""
     if isinstance(stmt, ast.Assert):
         return
@@ -526,8 +534,13 @@ def _remember(stmt: ast.Assign, env: dict[str, Any]) -> None:
         env.pop(target.id, None)
 
 
-def _run(stmts: list[ast.stmt], env: dict[str, Any], plan: _BuildPlan, fn: Callable[..., Any],
-         in_weights: bool = False) -> None:
+def _run(
+    stmts: list[ast.stmt],
+    env: dict[str, Any],
+    plan: _BuildPlan,
+    fn: Callable[..., Any],
+    in_weights: bool = False,
+) -> None:
     """Walk a builder's statements; only what depends on ``weights`` is recorded in ``plan``."""
     for stmt in stmts:
         if isinstance(stmt, ast.If):
@@ -612,8 +625,6 @@ def _build(name: str, weights: Any, state: dict[str, Any]) -> nn.Module:
     return model
 
 
-
-
 def _weights_member(name: str, weights: Any) -> Any:
     """The weights enum member of ``name`` that ``weights`` names, if it has classes; else ValueError."""
     import torchvision
@@ -631,8 +642,10 @@ def _weights_member(name: str, weights: Any) -> Any:
         raise ValueError(f"unknown weights {weights!r} for {name}; choose from {options}") from None
     if not member.meta.get("categories"):
         usable = ", ".join(m.name for m in enum if m.meta.get("categories"))
-        raise ValueError(f"{name} weights {member.name} have no classes (they are for feature "
-                         f"extraction only); choose from {usable}")
+        raise ValueError(
+            f"{name} weights {member.name} have no classes (they are for feature "
+            f"extraction only); choose from {usable}"
+        )
     return member
 
 

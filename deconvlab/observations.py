@@ -58,15 +58,41 @@ class NoReLUWarning(UserWarning):
 
 
 _NAMES = {
-    "gelu": "GELU", "silu": "SiLU", "mish": "Mish", "leaky_relu": "LeakyReLU", "leaky_relu_": "LeakyReLU",
-    "relu6": "ReLU6", "elu": "ELU", "elu_": "ELU", "selu": "SELU", "selu_": "SELU", "celu": "CELU",
-    "celu_": "CELU", "hardswish": "Hardswish", "hardsigmoid": "Hardsigmoid", "hardtanh": "Hardtanh",
-    "hardtanh_": "Hardtanh", "softplus": "Softplus", "prelu": "PReLU", "rrelu": "RReLU", "rrelu_": "RReLU",
-    "sigmoid": "Sigmoid", "sigmoid_": "Sigmoid", "tanh": "Tanh", "tanh_": "Tanh", "softmax": "Softmax",
-    "log_softmax": "LogSoftmax", "glu": "GLU", "logsigmoid": "LogSigmoid", "softsign": "Softsign",
-    "tanhshrink": "Tanhshrink", "threshold": "Threshold", "threshold_": "Threshold",
+    "gelu": "GELU",
+    "silu": "SiLU",
+    "mish": "Mish",
+    "leaky_relu": "LeakyReLU",
+    "leaky_relu_": "LeakyReLU",
+    "relu6": "ReLU6",
+    "elu": "ELU",
+    "elu_": "ELU",
+    "selu": "SELU",
+    "selu_": "SELU",
+    "celu": "CELU",
+    "celu_": "CELU",
+    "hardswish": "Hardswish",
+    "hardsigmoid": "Hardsigmoid",
+    "hardtanh": "Hardtanh",
+    "hardtanh_": "Hardtanh",
+    "softplus": "Softplus",
+    "prelu": "PReLU",
+    "rrelu": "RReLU",
+    "rrelu_": "RReLU",
+    "sigmoid": "Sigmoid",
+    "sigmoid_": "Sigmoid",
+    "tanh": "Tanh",
+    "tanh_": "Tanh",
+    "softmax": "Softmax",
+    "log_softmax": "LogSoftmax",
+    "glu": "GLU",
+    "logsigmoid": "LogSigmoid",
+    "softsign": "Softsign",
+    "tanhshrink": "Tanhshrink",
+    "threshold": "Threshold",
+    "threshold_": "Threshold",
     # composites that PyTorch hands to a function mode whole: the softmax inside is not seen otherwise
-    "scaled_dot_product_attention": "Softmax", "multi_head_attention_forward": "Softmax",
+    "scaled_dot_product_attention": "Softmax",
+    "multi_head_attention_forward": "Softmax",
     "softmin": "Softmin",
 }
 _LABELS: dict[object, str] = {}
@@ -240,7 +266,7 @@ def _grouped(seen: list[_Seen]) -> str:
         for label, examples in places.items():
             more = ", ..." if shown[label] < counts[label] else ""
             times = "call" if counts[label] == 1 else "calls"
-            parts.append(f"{label} ×{counts[label]} {times} ({', '.join(examples[:shown[label]])}{more})")
+            parts.append(f"{label} ×{counts[label]} {times} ({', '.join(examples[: shown[label]])}{more})")
         return " | ".join(parts)
 
     for _ in range(EXAMPLES - 1):

@@ -139,7 +139,9 @@ def builtin(name: str, label: str, equation: str, reference: str) -> Callable[[B
 
 SIMONYAN = "Simonyan, Vedaldi & Zisserman, ICLR Workshop 2014, https://arxiv.org/abs/1312.6034"
 ZEILER_FERGUS = "Zeiler & Fergus, ECCV 2014, https://doi.org/10.1007/978-3-319-10590-1_53"
-SPRINGENBERG = "Springenberg, Dosovitskiy, Brox & Riedmiller, ICLR Workshop 2015, https://arxiv.org/abs/1412.6806"
+SPRINGENBERG = (
+    "Springenberg, Dosovitskiy, Brox & Riedmiller, ICLR Workshop 2015, https://arxiv.org/abs/1412.6806"
+)
 
 
 @builtin("gradient", "gradient", "p · [x > 0]", SIMONYAN)
@@ -213,8 +215,7 @@ def get_rule(rule: RuleLike) -> Rule:
         return rule
     if not isinstance(rule, str):
         raise TypeError(
-            f"rule must be a rule name or a deconvlab.Rule, not {type(rule).__name__}; "
-            + _known_rules_text()
+            f"rule must be a rule name or a deconvlab.Rule, not {type(rule).__name__}; " + _known_rules_text()
         )
     key = _ALIASES.get(rule, rule)
     if key in _REGISTRY:
@@ -271,8 +272,7 @@ def register_rule(
     """
     if not isinstance(name, str):
         raise TypeError(
-            "name must be a string, a Python identifier such as 'my_rule', got "
-            f"{type(name).__name__}"
+            f"name must be a string, a Python identifier such as 'my_rule', got {type(name).__name__}"
         )
     if not name.isidentifier():
         raise ValueError(f"name must be a Python identifier such as 'my_rule', got {name[:40]!r}")

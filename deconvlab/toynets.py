@@ -84,8 +84,13 @@ def tiny_network(
         conv.weight.fill_(1.0)
         bias_of(conv).copy_(torch.tensor(biases, dtype=torch.float32))
         fc.weight.copy_(torch.tensor(linear_weights, dtype=torch.float32).view(1, 8))
-    layers = [("conv", conv), ("relu1", nn.ReLU()), ("flatten", nn.Flatten()),
-              ("fc", fc), ("relu2", nn.ReLU())]
+    layers = [
+        ("conv", conv),
+        ("relu1", nn.ReLU()),
+        ("flatten", nn.Flatten()),
+        ("fc", fc),
+        ("relu2", nn.ReLU()),
+    ]
     return nn.Sequential(OrderedDict(layers)).eval()
 
 
@@ -112,9 +117,13 @@ def relu_free_network(seed: int = 0, num_classes: int = 6) -> nn.Sequential:
     switches, identically for all three).
     """
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
     )
     return _seeded(model, seed)
 
@@ -127,10 +136,15 @@ def no_pool_network(seed: int = 0, num_classes: int = 6) -> nn.Sequential:
     the input either; so DeConvNet's map is the same for every input.
     """
     model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, num_classes),
     )
     return _seeded(model, seed)
 
@@ -146,8 +160,10 @@ def relu_inputs(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, nn.ReLU):
+
             def record(module, args, name=name):
                 recorded[name] = args[0].detach().clone()
+
             handles.append(module.register_forward_pre_hook(record))
     try:
         model(x)

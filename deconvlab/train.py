@@ -54,9 +54,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(
-    model: torch.nn.Module, n: int = 2000, seed: int = HELDOUT_SEED, clutter: float = 1.0
-) -> float:
+def evaluate(model: torch.nn.Module, n: int = 2000, seed: int = HELDOUT_SEED, clutter: float = 1.0) -> float:
     """Accuracy of ``model`` on ``n`` fresh images of ``shapes(n, seed)`` (default: held out).
 
     The model runs in eval mode; each module's own mode is restored afterwards.
@@ -131,16 +129,14 @@ def train(
             torch.manual_seed(seed)
             model = TeachingCNN(config=TEACHING_CONFIG if config is None else tuple(config), batchnorm=True)
             gen = torch.Generator().manual_seed(seed)
-            _fit(model, steps, batch_size, seed, lr, weight_decay, warmup, clutter, gen, log,
-                 log_every)
+            _fit(model, steps, batch_size, seed, lr, weight_decay, warmup, clutter, gen, log, log_every)
     finally:
         torch.set_num_threads(saved_threads)
         torch.use_deterministic_algorithms(saved_det)
     return fold_batchnorm(model.eval())
 
 
-def _fit(model, steps, batch_size, seed, lr, weight_decay, warmup, clutter_max, gen, log,
-         log_every):
+def _fit(model, steps, batch_size, seed, lr, weight_decay, warmup, clutter_max, gen, log, log_every):
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     other = [p for n, p in model.named_parameters() if p.ndim <= 1]
     groups: list[dict[str, Any]] = [{"params": decay}, {"params": other, "weight_decay": 0.0}]

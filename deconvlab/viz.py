@@ -81,8 +81,7 @@ def _chw(signal, name: str = "signal") -> np.ndarray:
     if s.ndim == 4:
         if s.shape[0] != 1:
             raise ValueError(
-                f"{name} is a batch of {s.shape[0]}, where one is expected; index it first: "
-                f"{name}[0]"
+                f"{name} is a batch of {s.shape[0]}, where one is expected; index it first: {name}[0]"
             )
         s = s[0]
     if s.ndim == 2:
@@ -98,8 +97,7 @@ def _cmap(cmap: object) -> str:
     cmap = as_choice("cmap", cmap, list(matplotlib.colormaps)) if isinstance(cmap, str) else cmap
     if not isinstance(cmap, str):
         raise TypeError(
-            "cmap must be the name of a matplotlib colour map such as 'inferno', got "
-            f"{type(cmap).__name__}"
+            f"cmap must be the name of a matplotlib colour map such as 'inferno', got {type(cmap).__name__}"
         )
     return cmap
 
@@ -112,8 +110,12 @@ def _finite(s: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(s)
     if not bad.any():
         return s
-    warnings.warn(f"{int(bad.sum())} of {s.size} signal values are not finite (NaN or inf); "
-                  "they are drawn as 0 and left out of the scale", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"{int(bad.sum())} of {s.size} signal values are not finite (NaN or inf); "
+        "they are drawn as 0 and left out of the scale",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return np.where(bad, np.float32(0), s)
 
 
@@ -276,7 +278,10 @@ def _hwc(image, imagenet: bool = False, name: str = "image") -> np.ndarray:
 
 
 def outline_mask(
-    image, mask, color: Sequence[float] = (0.0, 1.0, 0.0), imagenet: bool = False,
+    image,
+    mask,
+    color: Sequence[float] = (0.0, 1.0, 0.0),
+    imagenet: bool = False,
     mode: str = "inner",
 ) -> np.ndarray:
     """Draw the contour of a ground-truth ``mask`` (``(H, W)`` bool) on ``image``; ``(H, W, 3)``.
@@ -292,15 +297,13 @@ def outline_mask(
     colour = _numpy(color, "color")
     if colour.shape != (3,) or not bool(((colour >= 0) & (colour <= 1)).all()):
         raise ValueError(
-            "color must be three numbers (red, green, blue) in [0, 1], got "
-            f"{colour.tolist()!r:.60}"
+            f"color must be three numbers (red, green, blue) in [0, 1], got {colour.tolist()!r:.60}"
         )
     img = _hwc(image, imagenet).copy()
     m = _numpy(mask, "mask")
     if m.shape != img.shape[:2]:
         raise ValueError(
-            f"mask has shape {m.shape} but the image is {img.shape[:2]}; give an (H, W) mask of "
-            "its size"
+            f"mask has shape {m.shape} but the image is {img.shape[:2]}; give an (H, W) mask of its size"
         )
     edge = find_boundaries(m > 0.5, mode=mode)
     img[edge] = colour
@@ -325,8 +328,7 @@ def png_bytes(array, scale: int = 1, compress_level: int = 1) -> bytes:
     compress_level = as_int("compress_level", compress_level, 0, 9)
     if a.shape[0] * a.shape[1] * scale * scale > 2**26:
         raise ValueError(
-            f"scale={scale} would make a picture of {a.shape[0] * scale} x {a.shape[1] * scale} "
-            "pixels"
+            f"scale={scale} would make a picture of {a.shape[0] * scale} x {a.shape[1] * scale} pixels"
         )
     if a.dtype != np.uint8:
         a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -420,8 +422,7 @@ def figure_grid(
         sig = _numpy(maps[r], f"maps[{r!r}]")
         if sig.ndim not in (3, 4) or (sig.shape[0] if sig.ndim == 4 else 1) != n:
             raise ValueError(
-                f"maps[{r!r}] has shape {sig.shape}; expected (N, C, H, W) with N = {n}, one per "
-                "image"
+                f"maps[{r!r}] has shape {sig.shape}; expected (N, C, H, W) with N = {n}, one per image"
             )
         sigs[r] = sig.reshape(n, *sig.shape[-3:])
     if titles is not None and (isinstance(titles, str) or not isinstance(titles, Sequence)):
@@ -432,8 +433,7 @@ def figure_grid(
         masks = _numpy(masks, "masks")
         if masks.shape != (n, *imgs.shape[-2:]):
             raise ValueError(
-                f"masks has shape {masks.shape}; expected {(n, *imgs.shape[-2:])}, one per "
-                "image"
+                f"masks has shape {masks.shape}; expected {(n, *imgs.shape[-2:])}, one per image"
             )
     fig = GridFigure(figsize=(size * (1 + len(rules)), size * n + 0.2), layout="constrained")
     axes = fig.subplots(n, 1 + len(rules), squeeze=False)

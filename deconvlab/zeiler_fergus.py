@@ -152,8 +152,9 @@ def conv_backward_by_transposed_conv(
         size - ((out - 1) * stride - 2 * padding + k)
         for size, out, k in zip(input_size, grad_output.shape[-2:], kernel)
     )
-    return F.conv_transpose2d(grad_output, weight, stride=stride, padding=padding,
-                              output_padding=output_padding)
+    return F.conv_transpose2d(
+        grad_output, weight, stride=stride, padding=padding, output_padding=output_padding
+    )
 
 
 def conv_backward_by_autograd(
@@ -383,8 +384,7 @@ def channel_maxima(
     batch_size = as_int("batch_size", batch_size, minimum=1)
     if isinstance(layers, (str, nn.Module)):
         raise TypeError(
-            f"layers takes a list of layers, got {layers!r:.60}; for one layer pass "
-            f"layers=[{layers!r:.60}]"
+            f"layers takes a list of layers, got {layers!r:.60}; for one layer pass layers=[{layers!r:.60}]"
         )
     if not isinstance(layers, Sequence):
         raise TypeError(f"layers must be a list of module paths or modules, got {type(layers).__name__}")
@@ -413,7 +413,7 @@ def channel_maxima(
         for start in range(0, images.shape[0], batch_size):
             remaining.update(parts)
             try:
-                model(images[start:start + batch_size])
+                model(images[start : start + batch_size])
             except _Done:
                 pass
     return {
@@ -457,8 +457,7 @@ def top_class_share(maxima: ChannelMaxima, labels: Tensor, k: int = 9) -> Tensor
     k = as_int("k", k, minimum=1)
     if len(labels) != maxima.values.shape[0]:
         raise ValueError(
-            f"labels holds {len(labels)} classes but maxima covers {maxima.values.shape[0]} "
-            "images"
+            f"labels holds {len(labels)} classes but maxima covers {maxima.values.shape[0]} images"
         )
     if int(labels.min()) < 0:
         raise ValueError(f"labels holds the negative class {int(labels.min())}; classes are 0, 1, ...")
@@ -518,8 +517,7 @@ def project_top(
         maxima = channel_maxima(model, images, [name])[name]
     elif not isinstance(maxima, ChannelMaxima):
         raise TypeError(
-            "maxima must be a ChannelMaxima (from channel_maxima) or None, got "
-            f"{type(maxima).__name__}"
+            f"maxima must be a ChannelMaxima (from channel_maxima) or None, got {type(maxima).__name__}"
         )
     elif maxima.values.shape[0] != images.shape[0]:
         raise ValueError(f"maxima covers {maxima.values.shape[0]} images but images holds {images.shape[0]}")

@@ -1,6 +1,6 @@
 """Draw docs/three_rules.png: four shapes, their ground-truth masks and the three rules' maps.
 
-    python docs/make_readme_figure.py
+python docs/make_readme_figure.py
 """
 
 from pathlib import Path

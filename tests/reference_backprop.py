@@ -20,8 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 SPELLINGS = (
-    "module", "module_inplace", "shared_module", "F.relu", "F.relu_inplace", "F.relu_",
-    "torch.relu", "torch.relu_", "Tensor.relu", "Tensor.relu_",
+    "module",
+    "module_inplace",
+    "shared_module",
+    "F.relu",
+    "F.relu_inplace",
+    "F.relu_",
+    "torch.relu",
+    "torch.relu_",
+    "Tensor.relu",
+    "Tensor.relu_",
 )
 
 
@@ -43,8 +51,11 @@ class _Relu(nn.Module):
     def __init__(self, spelling: str, shared: nn.ReLU) -> None:
         super().__init__()
         self.spelling = spelling
-        self.module = {"module": nn.ReLU(), "module_inplace": nn.ReLU(inplace=True),
-                       "shared_module": shared}.get(spelling)
+        self.module = {
+            "module": nn.ReLU(),
+            "module_inplace": nn.ReLU(inplace=True),
+            "shared_module": shared,
+        }.get(spelling)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         s = self.spelling

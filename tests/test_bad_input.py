@@ -56,11 +56,16 @@ def _no_hooks(model: nn.Module) -> bool:
 def test_rule_none_means_the_default_and_elsewhere_names_rule(teaching, shapes):
     x = shapes.images
     torch.testing.assert_close(dl.attribute(teaching, x, 0, rule=None), dl.attribute(teaching, x, 0))
-    torch.testing.assert_close(dl.project(teaching, x, "features.3", 0, rule=None),
-                               dl.project(teaching, x, "features.3", 0, rule="deconvnet"))
+    torch.testing.assert_close(
+        dl.project(teaching, x, "features.3", 0, rule=None),
+        dl.project(teaching, x, "features.3", 0, rule="deconvnet"),
+    )
     for call in (lambda: dl.backward_rule(None), lambda: dl.get_rule(None)):
-        with pytest.raises(TypeError, match=r"^rule must be a rule name or a deconvlab\.Rule, not NoneType; "
-                                            r"known rules: gradient, deconvnet"):
+        with pytest.raises(
+            TypeError,
+            match=r"^rule must be a rule name or a deconvlab\.Rule, not NoneType; "
+            r"known rules: gradient, deconvnet",
+        ):
             call()
     with pytest.raises(TypeError, match=r"^rules\[1\]: rule must be a rule name"):
         dl.attribute(teaching, x, 0, rules=["gradient", None])
@@ -69,13 +74,18 @@ def test_rule_none_means_the_default_and_elsewhere_names_rule(teaching, shapes):
 
 
 def test_target_none_says_what_a_target_is(teaching, shapes):
-    with pytest.raises(TypeError, match=r"^target is None: give the class to explain.*target=model\(x\)\.argmax\(1\)"):
+    with pytest.raises(
+        TypeError, match=r"^target is None: give the class to explain.*target=model\(x\)\.argmax\(1\)"
+    ):
         dl.attribute(teaching, shapes.images, None)
 
 
 def test_target_as_a_class_name_shows_how_to_get_its_index(teaching, shapes):
-    with pytest.raises(TypeError, match=r"^target is the string 'ring', but targets are class indices: give its "
-                                        r"index, e\.g\. target=data\.classes\.index\('ring'\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"^target is the string 'ring', but targets are class indices: give its "
+        r"index, e\.g\. target=data\.classes\.index\('ring'\)",
+    ):
         dl.attribute(teaching, shapes.images, "ring")
     with pytest.raises(TypeError, match=r"^target\[1\] is the string 'star'"):
         dl.attribute(teaching, shapes.images, [0, "star"])
@@ -83,28 +93,35 @@ def test_target_as_a_class_name_shows_how_to_get_its_index(teaching, shapes):
     dl.attribute(teaching, shapes.images, shapes.classes.index("ring"))
 
 
-@pytest.mark.parametrize(("target", "error", "message"), [
-    (1.5, TypeError, r"^target must be a class index \(an integer\), got the float 1\.5"),
-    (2.0, TypeError, r"did you mean 2\?"),
-    (float("nan"), TypeError, r"^target must be a class index"),
-    (True, TypeError, r"^target must be .* got a bool"),
-    ([[1, 2]], TypeError, r"^target\[0\] is list \[1, 2\], not a class index"),
-    ([1, [2]], TypeError, r"^target\[1\] is list \[2\], not a class index"),
-    ([1, 2.5], TypeError, r"^target\[1\] is float 2\.5"),
-    ([], ValueError, r"^target is an empty list"),
-    ([1, 2, 3], ValueError, r"^target has 3 entries but the batch has 2 examples"),
-    (6, IndexError, r"^target 6 is out of range for an output with 6 classes \(valid: 0\.\.5\)"),
-    (-1, IndexError, r"^target -1 is out of range"),
-    (2**70, IndexError, r"^target 1180591620717411303424 is out of range"),
-    ([0, 2**64], IndexError, r"^target\[1\] = 18446744073709551616 is out of range"),
-    (torch.zeros(2, 3), TypeError, r"^target of dtype torch\.float32 and shape \(2, 3\) is neither class indices"),
-    (torch.ones(2, 2, dtype=torch.long), ValueError, r"^target has shape \(2, 2\)"),
-    (torch.full((2, 6), float("nan")), ValueError, r"^target is a seed tensor with NaN"),
-    (torch.zeros(2, dtype=torch.complex64), TypeError, r"^target has dtype torch\.complex64"),
-    (np.array(["ring"]), TypeError, r"^target is an array of shape \(1,\) and dtype <U4"),
-    ({"class": 1}, TypeError, r"^target must be a class index \(int\), a list of them"),
-    (object(), TypeError, r"^target must be a class index \(int\), a list of them"),
-])
+@pytest.mark.parametrize(
+    ("target", "error", "message"),
+    [
+        (1.5, TypeError, r"^target must be a class index \(an integer\), got the float 1\.5"),
+        (2.0, TypeError, r"did you mean 2\?"),
+        (float("nan"), TypeError, r"^target must be a class index"),
+        (True, TypeError, r"^target must be .* got a bool"),
+        ([[1, 2]], TypeError, r"^target\[0\] is list \[1, 2\], not a class index"),
+        ([1, [2]], TypeError, r"^target\[1\] is list \[2\], not a class index"),
+        ([1, 2.5], TypeError, r"^target\[1\] is float 2\.5"),
+        ([], ValueError, r"^target is an empty list"),
+        ([1, 2, 3], ValueError, r"^target has 3 entries but the batch has 2 examples"),
+        (6, IndexError, r"^target 6 is out of range for an output with 6 classes \(valid: 0\.\.5\)"),
+        (-1, IndexError, r"^target -1 is out of range"),
+        (2**70, IndexError, r"^target 1180591620717411303424 is out of range"),
+        ([0, 2**64], IndexError, r"^target\[1\] = 18446744073709551616 is out of range"),
+        (
+            torch.zeros(2, 3),
+            TypeError,
+            r"^target of dtype torch\.float32 and shape \(2, 3\) is neither class indices",
+        ),
+        (torch.ones(2, 2, dtype=torch.long), ValueError, r"^target has shape \(2, 2\)"),
+        (torch.full((2, 6), float("nan")), ValueError, r"^target is a seed tensor with NaN"),
+        (torch.zeros(2, dtype=torch.complex64), TypeError, r"^target has dtype torch\.complex64"),
+        (np.array(["ring"]), TypeError, r"^target is an array of shape \(1,\) and dtype <U4"),
+        ({"class": 1}, TypeError, r"^target must be a class index \(int\), a list of them"),
+        (object(), TypeError, r"^target must be a class index \(int\), a list of them"),
+    ],
+)
 def test_bad_targets(teaching, shapes, target, error, message):
     with pytest.raises(error, match=message):
         dl.attribute(teaching, shapes.images, target)
@@ -114,9 +131,11 @@ def test_an_image_without_batch_dimension_is_refused_before_the_model_runs(teach
     ran = []
     handle = teaching.features[0].register_forward_hook(lambda *args: ran.append(1))
     try:
-        expected = (r"^x has shape \(3, 64, 64\): one example without its batch dimension, but the model's first "
-                    r"layer 'features\.0' \(Conv2d\) takes batches \(N, C, H, W\); add the batch dimension: "
-                    r"x\[None\]")
+        expected = (
+            r"^x has shape \(3, 64, 64\): one example without its batch dimension, but the model's first "
+            r"layer 'features\.0' \(Conv2d\) takes batches \(N, C, H, W\); add the batch dimension: "
+            r"x\[None\]"
+        )
         with pytest.raises(ValueError, match=expected):
             dl.attribute(teaching, shapes.images[0], 0)
         with pytest.raises(ValueError, match=expected):
@@ -127,39 +146,71 @@ def test_an_image_without_batch_dimension_is_refused_before_the_model_runs(teach
         handle.remove()
     assert ran == [] and _no_hooks(teaching)
     dl.attribute(teaching, shapes.images[0][None], 0)  # the fix works
-    with pytest.raises(ValueError, match=r"^images has shape \(3, 64, 64\): one image without its batch "
-                                         r"dimension; add it: images\[None\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"^images has shape \(3, 64, 64\): one image without its batch "
+        r"dimension; add it: images\[None\]",
+    ):
         zeiler_fergus.channel_maxima(teaching, shapes.images[0], ["features.1"])
 
 
 def test_an_input_the_model_cannot_take_is_named(teaching, shapes):
-    with pytest.raises(ValueError, match=r"^x has shape \(2, 1, 64, 64\), which the model cannot take: .*3 channels"):
+    with pytest.raises(
+        ValueError, match=r"^x has shape \(2, 1, 64, 64\), which the model cannot take: .*3 channels"
+    ):
         dl.attribute(teaching, shapes.images[:, :1], 0)
-    with pytest.raises(TypeError, match=r"^x has dtype torch\.float64, which the model cannot take .*"
-                                        r"convert it, e\.g\. x\.to\(torch\.float32\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"^x has dtype torch\.float64, which the model cannot take .*"
+        r"convert it, e\.g\. x\.to\(torch\.float32\)",
+    ):
         dl.attribute(teaching, shapes.images.double(), 0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 2))
-    with pytest.raises(ValueError, match=r"^x has shape \(3, 2, 2\), which the model cannot take: mat1 and mat2 "
-                                         r".*; if it is one example, add the batch dimension: x\[None\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"^x has shape \(3, 2, 2\), which the model cannot take: mat1 and mat2 "
+        r".*; if it is one example, add the batch dimension: x\[None\]",
+    ):
         dl.attribute(mlp, torch.zeros(3, 2, 2), 0)
-    with pytest.raises(TypeError, match=r"^x must be a torch\.Tensor, got an array .* torch\.from_numpy\(x\)"):
+    with pytest.raises(
+        TypeError, match=r"^x must be a torch\.Tensor, got an array .* torch\.from_numpy\(x\)"
+    ):
         dl.attribute(teaching, shapes.images.numpy(), 0)
     assert _no_hooks(teaching) and _no_hooks(mlp)
 
 
-@pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"layer": 3}, TypeError, r"^layer must be a module path such as 'features\.3' or a module of the model, got int 3"),
-    ({"layer": "features.99"}, ValueError, r"^unknown layer 'features\.99'; the model's layers are: features, "),
-    ({"layer": None}, TypeError, r"^layer is None: project needs the layer"),
-    ({"channel": 1.0}, TypeError, r"^channel must be an integer, got float 1\.0 \(did you mean 1\?\)"),
-    ({"channel": "1"}, TypeError, r"^channel must be an integer, got the string '1'"),
-    ({"channel": 32}, IndexError, r"^channel 32 is out of range for a layer with 32 channels"),
-    ({"position": 5}, TypeError, r"^position must be None, 'max' or a pair of ints \(i, j\), got int 5"),
-    ({"position": (1.5, 2)}, TypeError, r"^position must be a pair of ints"),
-    ({"position": (1,)}, ValueError, r"^position \(1,\) has 1 entries, but the feature map has 2 dimensions"),
-    ({"position": (40, 0)}, IndexError, r"^position \(40, 0\) is outside the feature map of size \(32, 32\)"),
-    ({"position": "min"}, ValueError, r"^position must be None, 'max' or \(i, j\)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"layer": 3},
+            TypeError,
+            r"^layer must be a module path such as 'features\.3' or a module of the model, got int 3",
+        ),
+        (
+            {"layer": "features.99"},
+            ValueError,
+            r"^unknown layer 'features\.99'; the model's layers are: features, ",
+        ),
+        ({"layer": None}, TypeError, r"^layer is None: project needs the layer"),
+        ({"channel": 1.0}, TypeError, r"^channel must be an integer, got float 1\.0 \(did you mean 1\?\)"),
+        ({"channel": "1"}, TypeError, r"^channel must be an integer, got the string '1'"),
+        ({"channel": 32}, IndexError, r"^channel 32 is out of range for a layer with 32 channels"),
+        ({"position": 5}, TypeError, r"^position must be None, 'max' or a pair of ints \(i, j\), got int 5"),
+        ({"position": (1.5, 2)}, TypeError, r"^position must be a pair of ints"),
+        (
+            {"position": (1,)},
+            ValueError,
+            r"^position \(1,\) has 1 entries, but the feature map has 2 dimensions",
+        ),
+        (
+            {"position": (40, 0)},
+            IndexError,
+            r"^position \(40, 0\) is outside the feature map of size \(32, 32\)",
+        ),
+        ({"position": "min"}, ValueError, r"^position must be None, 'max' or \(i, j\)"),
+    ],
+)
 def test_bad_layer_channel_position(teaching, shapes, kwargs, error, message):
     args = {"layer": "features.3", "channel": 0, **kwargs}
     with pytest.raises(error, match=message):
@@ -176,7 +227,9 @@ def test_register_rule_names_what_is_wrong():
         dl.register_rule(None, lambda x, p: p)
     with pytest.raises(ValueError, match=r"^name 'deconvnet' is a built-in rule"):
         dl.register_rule("deconvnet", lambda x, p: p)
-    with pytest.raises(TypeError, match=r"^backward must take two arguments, backward\(x, p\); its signature is \(p\)"):
+    with pytest.raises(
+        TypeError, match=r"^backward must take two arguments, backward\(x, p\); its signature is \(p\)"
+    ):
         dl.register_rule("mine", lambda p: p)
     with pytest.raises(TypeError, match=r"^sign_only must be True or False"):
         dl.register_rule("mine", lambda x, p: p, sign_only="yes")
@@ -189,7 +242,9 @@ def test_metrics_name_mismatched_shapes():
         metrics.spearman(np.zeros((2, 4, 4)), np.zeros((2, 5, 5)))
     with pytest.raises(ValueError, match=r"^masks holds 3 masks but maps holds 2 maps"):
         metrics.mask_energy_fraction(torch.zeros(2, 3, 4, 4), torch.zeros(3, 4, 4))
-    with pytest.raises(ValueError, match=r"^maps has shape \(1, 3, 4, 4\) but images has shape \(1, 3, 5, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"^maps has shape \(1, 3, 4, 4\) but images has shape \(1, 3, 5, 5\)"
+    ):
         metrics.image_correlation(np.zeros((1, 3, 4, 4)), np.zeros((1, 3, 5, 5)))
     with pytest.raises(ValueError, match=r"^points holds 1 points but masks holds 2 masks"):
         metrics.pointing_hits(np.zeros((1, 2)), np.zeros((2, 4, 4)), 1.0)
@@ -204,13 +259,19 @@ def test_widgets_name_bad_arguments(teaching, shapes):
         ProjectionExplorer(teaching, shapes.images, k=0)
     with pytest.raises(ValueError, match=r"^scale must be an integer between 1 and 16, got 0"):
         CNNExplorer(teaching, shapes.images, scale=0)
-    with pytest.raises(ValueError, match=r"^images has shape \(3, 64, 64\): one image without its batch dimension"):
+    with pytest.raises(
+        ValueError, match=r"^images has shape \(3, 64, 64\): one image without its batch dimension"
+    ):
         CNNExplorer(teaching, shapes.images[0])
-    with pytest.raises(IndexError, match=r"^targets holds the class 9, out of range for a model with 6 classes"):
+    with pytest.raises(
+        IndexError, match=r"^targets holds the class 9, out of range for a model with 6 classes"
+    ):
         CNNExplorer(teaching, shapes.images, targets=[1, 9])
     with pytest.raises(ValueError, match=r"^x must be between -1 and 1 \(extent\), got 5"):
         RuleExplorer(x=5)
-    with pytest.raises(ValueError, match=r"^images: x has shape \(2, 1, 64, 64\), which the model cannot take"):
+    with pytest.raises(
+        ValueError, match=r"^images: x has shape \(2, 1, 64, 64\), which the model cannot take"
+    ):
         InputExplorer(teaching, shapes.images[:, :1], 0)
     with pytest.raises(TypeError, match=r"^backward must take three arguments, backward\(x, p, t\)"):
         CustomRuleExplorer(teaching, shapes.images[:1], 0, lambda x, p: p)
@@ -256,25 +317,67 @@ JUNK = st.one_of(
     st.sampled_from(["", "ring", "max", "cpu", "gpu", "features.1", "gradient", "x", "None", "DEFAULT"]),
     st.just([]),
     st.lists(st.integers(-3, 9), min_size=1, max_size=4),
-    st.lists(st.one_of(st.none(), st.text(max_size=2), st.floats(), st.lists(st.integers(), max_size=2)),
-             min_size=1, max_size=3),
+    st.lists(
+        st.one_of(st.none(), st.text(max_size=2), st.floats(), st.lists(st.integers(), max_size=2)),
+        min_size=1,
+        max_size=3,
+    ),
     st.sampled_from([[[1, 2], [3]], [[1], [2]], (1, "a"), ((0, 0),)]),
-    st.builds(_tensor, st.lists(st.integers(0, 4), max_size=5),
-              st.sampled_from([torch.float32, torch.float64, torch.int64, torch.uint8, torch.bool,
-                               torch.complex64, torch.float16])),
-    st.sampled_from([np.array(["a", "b"]), np.zeros((2, 2)), np.array([1.5]), np.array(None),
-                     np.zeros((0, 3)), np.ones((1, 2, 3, 4), np.int32)]),
-    st.sampled_from([object(), {}, {"a": 1}, {1, 2}, b"bytes", nn.Linear(2, 2), nn.ReLU(), max,
-                     lambda: None, lambda x, p: p, range(3), Ellipsis]),
+    st.builds(
+        _tensor,
+        st.lists(st.integers(0, 4), max_size=5),
+        st.sampled_from(
+            [
+                torch.float32,
+                torch.float64,
+                torch.int64,
+                torch.uint8,
+                torch.bool,
+                torch.complex64,
+                torch.float16,
+            ]
+        ),
+    ),
+    st.sampled_from(
+        [
+            np.array(["a", "b"]),
+            np.zeros((2, 2)),
+            np.array([1.5]),
+            np.array(None),
+            np.zeros((0, 3)),
+            np.ones((1, 2, 3, 4), np.int32),
+        ]
+    ),
+    st.sampled_from(
+        [
+            object(),
+            {},
+            {"a": 1},
+            {1, 2},
+            b"bytes",
+            nn.Linear(2, 2),
+            nn.ReLU(),
+            max,
+            lambda: None,
+            lambda x, p: p,
+            range(3),
+            Ellipsis,
+        ]
+    ),
 )
 
 
 def _cnn() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(6 * 4 * 4, 6),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * 4 * 4, 6),
     ).eval()
 
 
@@ -290,8 +393,16 @@ def fixtures() -> dict:
         warnings.simplefilter("ignore")
         sensitivity = sanity.class_sensitivity(model, images, two.labels, two.masks)
         cascade = sanity.cascading_randomisation(model, images, [0, 1], layers=["7", "3"])
-    return {"model": model, "images": images, "labels": two.labels[:, 0], "masks": two.masks[:, 0],
-            "maps": maps, "maxima": maxima, "sensitivity": sensitivity, "cascade": cascade}
+    return {
+        "model": model,
+        "images": images,
+        "labels": two.labels[:, 0],
+        "masks": two.masks[:, 0],
+        "maps": maps,
+        "maxima": maxima,
+        "sensitivity": sensitivity,
+        "cascade": cascade,
+    }
 
 
 @cache
@@ -301,63 +412,113 @@ def _table() -> dict[str, tuple]:
     m, x, y, masks, maps = f["model"], f["images"], f["labels"], f["masks"], f["maps"]
     grey = maps[:, 0]
     return {
-        "attribute": (dl.attribute, dict(model=m, x=x, target=1, rule=None, layer=None),
-                      ["model", "x", "target", "rule", "layer"]),
+        "attribute": (
+            dl.attribute,
+            dict(model=m, x=x, target=1, rule=None, layer=None),
+            ["model", "x", "target", "rule", "layer"],
+        ),
         "attribute(rules=)": (dl.attribute, dict(model=m, x=x, target=1, rules=["gradient"]), ["rules"]),
         "record": (dl.record, dict(model=m, x=x, target=y, layer="3"), ["model", "x", "target", "layer"]),
-        "project": (dl.project, dict(model=m, x=x, layer="3", channel=1, position="max", rule=None),
-                    ["model", "x", "layer", "channel", "position", "rule"]),
-        "project(rules=)": (dl.project, dict(model=m, x=x, layer="3", channel=1, rules=["deconvnet"]), ["rules"]),
+        "project": (
+            dl.project,
+            dict(model=m, x=x, layer="3", channel=1, position="max", rule=None),
+            ["model", "x", "layer", "channel", "position", "rule"],
+        ),
+        "project(rules=)": (
+            dl.project,
+            dict(model=m, x=x, layer="3", channel=1, rules=["deconvnet"]),
+            ["rules"],
+        ),
         "backward_rule": (dl.backward_rule, dict(rule="deconvnet"), ["rule"]),
         "get_rule": (dl.get_rule, dict(rule="guided"), ["rule"]),
-        "register_rule": (dl.register_rule, dict(name="my_rule", backward=lambda x, p: p, sign_only=False,
-                                                 label="", equation="", reference=""),
-                          ["name", "backward", "sign_only", "label", "equation", "reference"]),
+        "register_rule": (
+            dl.register_rule,
+            dict(
+                name="my_rule", backward=lambda x, p: p, sign_only=False, label="", equation="", reference=""
+            ),
+            ["name", "backward", "sign_only", "label", "equation", "reference"],
+        ),
         # metrics
         "abs_normalise": (metrics.abs_normalise, dict(maps=maps, percentile=99.0), ["maps", "percentile"]),
-        "diverging_normalise": (metrics.diverging_normalise, dict(maps=maps, percentile=99.0),
-                                ["maps", "percentile"]),
+        "diverging_normalise": (
+            metrics.diverging_normalise,
+            dict(maps=maps, percentile=99.0),
+            ["maps", "percentile"],
+        ),
         "spearman": (metrics.spearman, dict(a=grey, b=grey), ["a", "b"]),
         "pearson": (metrics.pearson, dict(a=grey, b=grey), ["a", "b"]),
         "ssim": (metrics.ssim, dict(a=grey.abs().clamp(0, 1), b=grey.abs().clamp(0, 1)), ["a", "b"]),
         "relative_difference": (metrics.relative_difference, dict(a=maps, b=maps), ["a", "b"]),
-        "changed_fraction": (metrics.changed_fraction, dict(a=maps, b=maps, tolerance=1e-3),
-                             ["a", "b", "tolerance"]),
+        "changed_fraction": (
+            metrics.changed_fraction,
+            dict(a=maps, b=maps, tolerance=1e-3),
+            ["a", "b", "tolerance"],
+        ),
         "image_correlation": (metrics.image_correlation, dict(maps=maps, images=x), ["maps", "images"]),
         "edge_map": (metrics.edge_map, dict(images=x), ["images"]),
         "edge_correlation": (metrics.edge_correlation, dict(maps=maps, images=x), ["maps", "images"]),
         "pixel_energy": (metrics.pixel_energy, dict(maps=maps, size=(16, 16)), ["maps", "size"]),
-        "mask_energy_fraction": (metrics.mask_energy_fraction, dict(maps=maps, masks=masks), ["maps", "masks"]),
+        "mask_energy_fraction": (
+            metrics.mask_energy_fraction,
+            dict(maps=maps, masks=masks),
+            ["maps", "masks"],
+        ),
         "energy_concentration": (metrics.energy_concentration, dict(maps=maps, top=0.05), ["maps", "top"]),
         "saliency_points": (metrics.saliency_points, dict(maps=maps, smooth=0.02), ["maps", "smooth"]),
-        "pointing_hits": (metrics.pointing_hits, dict(points=np.zeros((2, 2)), masks=masks, tolerance=3.0),
-                          ["points", "masks", "tolerance"]),
+        "pointing_hits": (
+            metrics.pointing_hits,
+            dict(points=np.zeros((2, 2)), masks=masks, tolerance=3.0),
+            ["points", "masks", "tolerance"],
+        ),
         "relu_star": (metrics.relu_star, dict(rule="deconvnet", x=0.5, p=-1.0), ["rule", "x", "p"]),
-        "rule_plane": (metrics.rule_plane, dict(rule="gradient", extent=1.0, resolution=5),
-                       ["rule", "extent", "resolution"]),
+        "rule_plane": (
+            metrics.rule_plane,
+            dict(rule="gradient", extent=1.0, resolution=5),
+            ["rule", "extent", "resolution"],
+        ),
         # Zeiler and Fergus
         "receptive_field": (zeiler_fergus.receptive_field, dict(model=m, layer="3"), ["model", "layer"]),
-        "channel_maxima": (zeiler_fergus.channel_maxima, dict(model=m, images=x, layers=["1", "4"], batch_size=1),
-                           ["model", "images", "layers", "batch_size"]),
+        "channel_maxima": (
+            zeiler_fergus.channel_maxima,
+            dict(model=m, images=x, layers=["1", "4"], batch_size=1),
+            ["model", "images", "layers", "batch_size"],
+        ),
         "ChannelMaxima.top": (f["maxima"].top, dict(channel=1, k=2), ["channel", "k"]),
-        "top_class_share": (zeiler_fergus.top_class_share, dict(maxima=f["maxima"], labels=y, k=2),
-                            ["maxima", "labels", "k"]),
-        "project_top": (zeiler_fergus.project_top, dict(model=m, images=x, layer="1", channel=1, k=1,
-                                                        rules=["deconvnet"], maxima=None),
-                        ["model", "images", "layer", "channel", "k", "rules", "maxima"]),
+        "top_class_share": (
+            zeiler_fergus.top_class_share,
+            dict(maxima=f["maxima"], labels=y, k=2),
+            ["maxima", "labels", "k"],
+        ),
+        "project_top": (
+            zeiler_fergus.project_top,
+            dict(model=m, images=x, layer="1", channel=1, k=1, rules=["deconvnet"], maxima=None),
+            ["model", "images", "layer", "channel", "k", "rules", "maxima"],
+        ),
         # teaching material
-        "shapes": (data.shapes, dict(n=1, seed=0, objects=1, size=16, clutter=1.0, label=None, offset=0),
-                   ["n", "seed", "objects", "size", "clutter", "label", "offset"]),
+        "shapes": (
+            data.shapes,
+            dict(n=1, seed=0, objects=1, size=16, clutter=1.0, label=None, offset=0),
+            ["n", "seed", "objects", "size", "clutter", "label", "offset"],
+        ),
         "shape_sample": (data.shape_sample, dict(name="star", seed=0, size=16), ["name", "seed", "size"]),
-        "sample_image": (data.sample_image, dict(name="coffee", size=16, normalize=True),
-                         ["name", "size", "normalize"]),
+        "sample_image": (
+            data.sample_image,
+            dict(name="coffee", size=16, normalize=True),
+            ["name", "size", "normalize"],
+        ),
         "sample_images": (data.sample_images, dict(size=16, names=["coffee"]), ["size", "names"]),
         "denormalize": (data.denormalize, dict(x=x), ["x"]),
-        "teaching_model": (models.teaching_model, dict(device=None, pretrained=False), ["device", "pretrained"]),
-        "torchvision_model": (models.torchvision_model, dict(name="squeezenet1_1", weights=None, download=False,
-                                                             device=None, timeout=1.0),
-                              ["name", "weights", "download", "device", "timeout"],
-                              (models.WeightsUnavailableError,)),  # a valid weights name, not cached here
+        "teaching_model": (
+            models.teaching_model,
+            dict(device=None, pretrained=False),
+            ["device", "pretrained"],
+        ),
+        "torchvision_model": (
+            models.torchvision_model,
+            dict(name="squeezenet1_1", weights=None, download=False, device=None, timeout=1.0),
+            ["name", "weights", "download", "device", "timeout"],
+            (models.WeightsUnavailableError,),
+        ),  # a valid weights name, not cached here
         # pictures
         "rule_label": (viz.rule_label, dict(key="guided"), ["key"]),
         "rule_heading": (viz.rule_heading, dict(key="guided"), ["key"]),
@@ -365,40 +526,106 @@ def _table() -> dict[str, tuple]:
         "signed_image": (viz.signed_image, dict(signal=maps[0], percentile=99.0), ["signal", "percentile"]),
         "saliency": (viz.saliency, dict(signal=maps[0]), ["signal"]),
         "heatmap": (viz.heatmap, dict(signal=maps[0], cmap="inferno"), ["signal", "cmap"]),
-        "overlay": (viz.overlay, dict(image=x[0], signal=maps[0], alpha=0.6, cmap="inferno", imagenet=False),
-                    ["image", "signal", "alpha", "cmap", "imagenet"]),
-        "outline_mask": (viz.outline_mask, dict(image=x[0], mask=masks[0], color=(0.0, 1.0, 0.0), imagenet=False,
-                                                mode="inner"),
-                         ["image", "mask", "color", "imagenet", "mode"]),
-        "png_bytes": (viz.png_bytes, dict(array=np.zeros((4, 4, 3)), scale=1, compress_level=1),
-                      ["array", "scale", "compress_level"]),
-        "figure_grid": (viz.figure_grid, dict(images=x[:1], maps={"gradient": maps[:1]}, titles=None,
-                                              kind="signed", imagenet=False, masks=None, size=1.0),
-                        ["images", "maps", "titles", "kind", "imagenet", "masks", "size"]),
+        "overlay": (
+            viz.overlay,
+            dict(image=x[0], signal=maps[0], alpha=0.6, cmap="inferno", imagenet=False),
+            ["image", "signal", "alpha", "cmap", "imagenet"],
+        ),
+        "outline_mask": (
+            viz.outline_mask,
+            dict(image=x[0], mask=masks[0], color=(0.0, 1.0, 0.0), imagenet=False, mode="inner"),
+            ["image", "mask", "color", "imagenet", "mode"],
+        ),
+        "png_bytes": (
+            viz.png_bytes,
+            dict(array=np.zeros((4, 4, 3)), scale=1, compress_level=1),
+            ["array", "scale", "compress_level"],
+        ),
+        "figure_grid": (
+            viz.figure_grid,
+            dict(
+                images=x[:1],
+                maps={"gradient": maps[:1]},
+                titles=None,
+                kind="signed",
+                imagenet=False,
+                masks=None,
+                size=1.0,
+            ),
+            ["images", "maps", "titles", "kind", "imagenet", "masks", "size"],
+        ),
         # widgets
-        "RuleExplorer": (RuleExplorer, dict(rules=["gradient"], extent=1.0, resolution=9, scale=1, x=0.1, p=0.2),
-                         ["rules", "extent", "resolution", "scale", "x", "p"]),
-        "InputExplorer": (InputExplorer, dict(model=m, images=x, target=1, rules=["gradient"], scale=1,
-                                              imagenet=False),
-                          ["model", "images", "target", "rules", "scale", "imagenet"]),
-        "CNNExplorer": (CNNExplorer, dict(model=m, images=x, labels=y, masks=masks, classes=None, layers=["1"],
-                                          targets=[0, 1], imagenet=False, scale=1),
-                        ["model", "images", "labels", "masks", "classes", "layers", "targets", "imagenet",
-                         "scale"]),
-        "ProjectionExplorer": (ProjectionExplorer, dict(model=m, images=x, layers=["1"], k=1,
-                                                        rules=["deconvnet"], scale=1, cache_size=2),
-                               ["model", "images", "layers", "k", "rules", "scale", "cache_size"]),
-        "CustomRuleExplorer": (CustomRuleExplorer, dict(model=m, x=x[:1], target=1,
-                                                        backward=lambda x, p, t: p * (x > t),
-                                                        parameter="t", bounds=(-1.0, 1.0, 0.5), value=0.0,
-                                                        name="custom", equation="", builtins=["gradient"],
-                                                        scale=1, imagenet=False),
-                               ["model", "x", "target", "backward", "parameter", "bounds", "value", "name",
-                                "equation", "builtins", "scale", "imagenet"]),
-        "ClassSensitivityExplorer": (ClassSensitivityExplorer, dict(result=f["sensitivity"], classes=None, scale=1),
-                                     ["result", "classes", "scale"]),
-        "RandomisationExplorer": (RandomisationExplorer, dict(result=f["cascade"], stage_labels=None, scale=1),
-                                  ["result", "stage_labels", "scale"]),
+        "RuleExplorer": (
+            RuleExplorer,
+            dict(rules=["gradient"], extent=1.0, resolution=9, scale=1, x=0.1, p=0.2),
+            ["rules", "extent", "resolution", "scale", "x", "p"],
+        ),
+        "InputExplorer": (
+            InputExplorer,
+            dict(model=m, images=x, target=1, rules=["gradient"], scale=1, imagenet=False),
+            ["model", "images", "target", "rules", "scale", "imagenet"],
+        ),
+        "CNNExplorer": (
+            CNNExplorer,
+            dict(
+                model=m,
+                images=x,
+                labels=y,
+                masks=masks,
+                classes=None,
+                layers=["1"],
+                targets=[0, 1],
+                imagenet=False,
+                scale=1,
+            ),
+            ["model", "images", "labels", "masks", "classes", "layers", "targets", "imagenet", "scale"],
+        ),
+        "ProjectionExplorer": (
+            ProjectionExplorer,
+            dict(model=m, images=x, layers=["1"], k=1, rules=["deconvnet"], scale=1, cache_size=2),
+            ["model", "images", "layers", "k", "rules", "scale", "cache_size"],
+        ),
+        "CustomRuleExplorer": (
+            CustomRuleExplorer,
+            dict(
+                model=m,
+                x=x[:1],
+                target=1,
+                backward=lambda x, p, t: p * (x > t),
+                parameter="t",
+                bounds=(-1.0, 1.0, 0.5),
+                value=0.0,
+                name="custom",
+                equation="",
+                builtins=["gradient"],
+                scale=1,
+                imagenet=False,
+            ),
+            [
+                "model",
+                "x",
+                "target",
+                "backward",
+                "parameter",
+                "bounds",
+                "value",
+                "name",
+                "equation",
+                "builtins",
+                "scale",
+                "imagenet",
+            ],
+        ),
+        "ClassSensitivityExplorer": (
+            ClassSensitivityExplorer,
+            dict(result=f["sensitivity"], classes=None, scale=1),
+            ["result", "classes", "scale"],
+        ),
+        "RandomisationExplorer": (
+            RandomisationExplorer,
+            dict(result=f["cascade"], stage_labels=None, scale=1),
+            ["result", "stage_labels", "scale"],
+        ),
     }
 
 
@@ -416,8 +643,12 @@ def pytest_generate_tests(metafunc):  # pragma: no cover - collection hook for t
         metafunc.parametrize("case", cases, ids=[f"{name}-{argument}" for name, argument in cases])
 
 
-@settings(max_examples=10, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(junk=JUNK)
 def test_junk_raises_only_documented_errors_naming_the_argument(case, junk):
     name, argument = case

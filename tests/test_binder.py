@@ -68,8 +68,9 @@ def test_torch_torchvision_pair_matches():
     _, reqs, _ = parse_requirements()
     torch = pinned_version(reqs["torch"]).removesuffix("+cpu")
     vision = pinned_version(reqs["torchvision"]).removesuffix("+cpu")
-    assert binder_lint.torchvision_pair_problem(torch, vision) is None, (
-        binder_lint.torchvision_pair_problem(torch, vision))
+    assert binder_lint.torchvision_pair_problem(torch, vision) is None, binder_lint.torchvision_pair_problem(
+        torch, vision
+    )
 
 
 def test_the_pair_check_sees_a_mismatch():
@@ -101,7 +102,8 @@ def test_pins_satisfy_the_package_lower_bounds():
         if name in reqs:
             pinned = Version(pinned_version(reqs[name]))
             assert req.specifier.contains(pinned, prereleases=True), (
-                f"binder pins {name}=={pinned}, but pyproject.toml asks for {req}")
+                f"binder pins {name}=={pinned}, but pyproject.toml asks for {req}"
+            )
 
 
 def test_pins_live_only_in_binder():
@@ -111,8 +113,7 @@ def test_pins_live_only_in_binder():
     for extra in project.get("optional-dependencies", {}).values():
         deps.extend(extra)
     others = [
-        p for p in REPO.rglob("requirements*.txt")
-        if BINDER not in p.parents and ".venv" not in p.parts
+        p for p in REPO.rglob("requirements*.txt") if BINDER not in p.parents and ".venv" not in p.parts
     ]
     for path in others:
         deps.extend(
@@ -142,7 +143,8 @@ def test_postbuild_is_strict_and_executable():
         pytest.skip("no binder/postBuild")
     assert os.access(POSTBUILD, os.X_OK), "binder/postBuild must be executable (chmod +x)"
     lines = [
-        line.strip() for line in POSTBUILD.read_text(encoding="utf-8").splitlines()
+        line.strip()
+        for line in POSTBUILD.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
     assert POSTBUILD.read_text(encoding="utf-8").startswith("#!/bin/bash\n")
@@ -194,13 +196,14 @@ def test_notebook_imports_are_listed(nb_path):
 
 
 def test_the_import_check_sees_unlisted_modules(tmp_path):
-    cells = ["import os\nimport numpy as np\nfrom PIL import Image\nfrom IPython.display import display",
-             "%matplotlib inline\nimport seaborn\nfrom sklearn.metrics import auc\nimport deconvlab"]
+    cells = [
+        "import os\nimport numpy as np\nfrom PIL import Image\nfrom IPython.display import display",
+        "%matplotlib inline\nimport seaborn\nfrom sklearn.metrics import auc\nimport deconvlab",
+    ]
     nb = {"cells": [{"cell_type": "code", "source": c} for c in cells], "metadata": {}}
     path = tmp_path / "x.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
-    assert unlisted_imports(path) == ["seaborn (distribution seaborn)",
-                                      "sklearn (distribution scikit-learn)"]
+    assert unlisted_imports(path) == ["seaborn (distribution seaborn)", "sklearn (distribution scikit-learn)"]
 
 
 def test_colab_cell_does_nothing_outside_colab():
@@ -219,10 +222,12 @@ def test_notebook_starts_with_the_colab_cell(nb_path):
     assert first["cell_type"] == "code", f"{nb_path.name}: the first cell must be the Colab cell"
     source = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
     assert run_colab_cell(source, on_colab=False) == [], (
-        f"{nb_path.name}: the first cell must do nothing outside Colab")
+        f"{nb_path.name}: the first cell must do nothing outside Colab"
+    )
     calls = run_colab_cell(source, on_colab=True)
     assert any(installs_deconvlab(c) for c in calls), (
-        f"{nb_path.name}: on Colab the first cell must pip-install deconvlab from {GITHUB}: {calls}")
+        f"{nb_path.name}: on Colab the first cell must pip-install deconvlab from {GITHUB}: {calls}"
+    )
 
 
 def _widget_sources():
@@ -234,8 +239,9 @@ def _widget_sources():
 
 
 def test_no_ipywidgets8_only_features_or_third_party_widgets():
-    found = [problem for where, source in _widget_sources()
-             for problem in colab_widget_problems(where, source)]
+    found = [
+        problem for where, source in _widget_sources() for problem in colab_widget_problems(where, source)
+    ]
     assert not found, "\n".join(found)
 
 
@@ -251,8 +257,9 @@ s = IntSlider(); s.description_allow_html = True
 figure(titles=["not a widget"])
 """
     found = list(ipywidgets8_only_uses(ast.parse(source)))
-    assert sorted(found) == sorted(["TagsInput", "Stack", "tooltip", "font_weight", "titles",
-                                    "description_allow_html"])
+    assert sorted(found) == sorted(
+        ["TagsInput", "Stack", "tooltip", "font_weight", "titles", "description_allow_html"]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,10 +269,13 @@ figure(titles=["not a widget"])
 
 def test_readme_has_binder_and_colab_badges():
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    binder = ("https://mybinder.org/v2/gh/deconvlab/deconvlab/main"
-              "?urlpath=lab/tree/notebooks/01_relu_backward_rules.ipynb")
+    binder = (
+        "https://mybinder.org/v2/gh/deconvlab/deconvlab/main"
+        "?urlpath=lab/tree/notebooks/01_relu_backward_rules.ipynb"
+    )
     assert binder in text, "README needs the Binder badge that opens notebook 01 in JupyterLab"
     for nb_path in NOTEBOOKS:
-        colab = ("https://colab.research.google.com/github/deconvlab/deconvlab/blob/main/"
-                 f"notebooks/{nb_path.name}")
+        colab = (
+            f"https://colab.research.google.com/github/deconvlab/deconvlab/blob/main/notebooks/{nb_path.name}"
+        )
         assert colab in text, f"README needs an 'Open in Colab' badge for {nb_path.name}"

@@ -20,7 +20,10 @@ def _run(*args, env=None):
     full_env = {**os.environ, "DECONVLAB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "deconvlab", *map(str, args)],
-        capture_output=True, text=True, timeout=300, env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=full_env,
     )
 
 
@@ -53,8 +56,12 @@ def test_installed_console_script_if_present(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "deconvlab")
     if not os.path.exists(exe):
         pytest.skip("package not installed as a console script")
-    r = subprocess.run([exe, "explain", "--sample", "ring", "--rule", "deconvnet",
-                        "-o", tmp_path / "r.png"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [exe, "explain", "--sample", "ring", "--rule", "deconvnet", "-o", tmp_path / "r.png"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -96,9 +103,20 @@ def test_explain_an_image_file(tmp_path, capsys):
 
 
 def test_untrained_torchvision_model(tmp_path, capsys):
-    code, _stdout, err = _main(capsys, "explain", "--sample", "coffee", "--model", "squeezenet1_1",
-                              "--weights", "none", "--rule", "guided_backprop",
-                              "-o", tmp_path / "c.png")
+    code, _stdout, err = _main(
+        capsys,
+        "explain",
+        "--sample",
+        "coffee",
+        "--model",
+        "squeezenet1_1",
+        "--weights",
+        "none",
+        "--rule",
+        "guided_backprop",
+        "-o",
+        tmp_path / "c.png",
+    )
     assert code == 0, err
 
 
@@ -110,7 +128,13 @@ def test_untrained_torchvision_model(tmp_path, capsys):
         (("--sample", "star", "--target", "9"), "class index 9 out of range"),
         (("--sample", "star", "--rule", "lrp"), "unknown rule 'lrp'"),
         (("--sample", "star", "--layer", "features.99"), "no layer 'features.99'"),
-        (("--sample", "dog",), "unknown sample 'dog'"),
+        (
+            (
+                "--sample",
+                "dog",
+            ),
+            "unknown sample 'dog'",
+        ),
         ((), "give either an IMAGE path or --sample NAME"),
         (("img.png", "--sample", "star"), "give either an IMAGE path or --sample NAME"),
         (("--sample", "star", "--kind", "rainbow"), "invalid choice: 'rainbow'"),
@@ -135,8 +159,9 @@ def test_missing_output_folder_and_option(tmp_path, capsys):
 def test_imagenet_model_without_weights_offline(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("DECONVLAB_OFFLINE", "1")
-    code, _, err = _main(capsys, "explain", "--sample", "chelsea", "--model", "resnet18",
-                         "-o", tmp_path / "o.png")
+    code, _, err = _main(
+        capsys, "explain", "--sample", "chelsea", "--model", "resnet18", "-o", tmp_path / "o.png"
+    )
     line = _one_error_line(err)
     assert code == 2 and "resnet18-f37072fd.pth" in line
     assert str(tmp_path / "hub" / "checkpoints") in line
@@ -189,14 +214,36 @@ def test_unreadable_image_exits_2(tmp_path, capsys):
 
 def test_a_layer_that_runs_twice_is_a_user_error(tmp_path, capsys):
     # resnet18 calls each BasicBlock's one ReLU module twice
-    code, _stdout, err = _main(capsys, "explain", "--sample", "coffee", "--model", "resnet18",
-                               "--weights", "none", "--layer", "layer1.0.relu", "-o", tmp_path / "o.png")
+    code, _stdout, err = _main(
+        capsys,
+        "explain",
+        "--sample",
+        "coffee",
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--layer",
+        "layer1.0.relu",
+        "-o",
+        tmp_path / "o.png",
+    )
     assert code == 2 and "'layer1.0.relu' runs 2 times" in _one_error_line(err)
 
 
 def test_unknown_weights_and_corrupt_weights_exit_2(tmp_path, capsys, monkeypatch):
-    code, _stdout, err = _main(capsys, "explain", "--sample", "star", "--model", "resnet18",
-                               "--weights", "IMAGENET9K", "-o", tmp_path / "o.png")
+    code, _stdout, err = _main(
+        capsys,
+        "explain",
+        "--sample",
+        "star",
+        "--model",
+        "resnet18",
+        "--weights",
+        "IMAGENET9K",
+        "-o",
+        tmp_path / "o.png",
+    )
     assert code == 2 and "unknown weights 'IMAGENET9K'" in _one_error_line(err)
     from deconvlab import models
 

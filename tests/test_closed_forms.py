@@ -53,8 +53,14 @@ def test_gradient_rule_equals_plain_autograd(cnn, images):
 
 def test_without_relu_the_three_rules_coincide(images):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.Tanh(), nn.Flatten(),
-                        nn.Linear(4 * 5 * 5, 3)).double()
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 3),
+    ).double()
     with pytest.warns(dl.NoReLUWarning), pytest.warns(dl.UnsupportedActivationWarning, match=r"Tanh ×1 call"):
         got = dl.attribute(net, images, 1, rules=RULES)
     torch.testing.assert_close(got["deconvnet"], got["gradient"])
@@ -63,8 +69,15 @@ def test_without_relu_the_three_rules_coincide(images):
 
 def test_without_max_pooling_deconvnet_ignores_the_input():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, stride=2),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 3)).double()
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 4, 3, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 3),
+    ).double()
     first, second = torch.randn(2, 1, 3, 16, 16, dtype=torch.float64)
     deconv = [dl.attribute(net, x, 2, rule="deconvnet") for x in (first, second)]
     torch.testing.assert_close(deconv[0], deconv[1])
@@ -74,5 +87,6 @@ def test_without_max_pooling_deconvnet_ignores_the_input():
 
 def test_with_max_pooling_deconvnet_depends_on_the_input_through_the_switches(cnn):
     first, second = torch.randn(2, 1, 3, 16, 16, dtype=torch.float64)
-    assert not torch.allclose(dl.attribute(cnn, first, 2, rule="deconvnet"),
-                              dl.attribute(cnn, second, 2, rule="deconvnet"))
+    assert not torch.allclose(
+        dl.attribute(cnn, first, 2, rule="deconvnet"), dl.attribute(cnn, second, 2, rule="deconvnet")
+    )

@@ -102,8 +102,14 @@ def test_predictions_are_the_models(explorer, model, data):
 def _with_a_frozen_batchnorm() -> nn.Module:
     """A model in training mode whose BatchNorm is frozen (eval), as when fine-tuning."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6)).train()
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 6),
+    ).train()
     net[1].eval()
     return net
 
@@ -153,8 +159,9 @@ def test_mask_outline_is_drawn(model, data):
     without = CNNExplorer(model, data.images)
     assert with_mask.view.value != without.view.value
     tile = with_mask._input_tile(0)
-    assert np.all(tile[with_mask.masks[0].numpy() & ~np.roll(with_mask.masks[0].numpy(), 1, 0)] ==
-                  np.float32([0, 1, 0]))
+    assert np.all(
+        tile[with_mask.masks[0].numpy() & ~np.roll(with_mask.masks[0].numpy(), 1, 0)] == np.float32([0, 1, 0])
+    )
     assert "true:" not in without.caption.value
 
 
@@ -165,8 +172,7 @@ def test_imagenet_style_model_and_photos():
     torch.manual_seed(0)
     net = resnet18(weights=None).eval()
     photos = dl.data.sample_images(size=64, names=["chelsea", "coffee"])
-    explorer = CNNExplorer(net, photos.images, layers=["layer1", "layer4"], targets=[281, 967],
-                           imagenet=True)
+    explorer = CNNExplorer(net, photos.images, layers=["layer1", "layer4"], targets=[281, 967], imagenet=True)
     assert explorer.scale == 3 and len(explorer.controls["target"].options) == 3
     explorer.controls["target"].value = 967
     explorer.controls["layer"].value = "layer4"
@@ -254,7 +260,7 @@ def test_zoom_only_rerenders_and_crops_the_receptive_field(model, shapes64):
     top, _ = explorer.projections()
     box = receptive_field(model, "features.7").box(top.positions[0].tolist(), (64, 64))
     picture = np.asarray(Image.open(io.BytesIO(explorer.view.value)))[::2, ::2]  # undo scale 2
-    crop = dl.viz.as_image(shapes64[top.indices[0]])[box[0]:box[1], box[2]:box[3]]
+    crop = dl.viz.as_image(shapes64[top.indices[0]])[box[0] : box[1], box[2] : box[3]]
     assert np.allclose(picture[0, 0] / 255, crop[0, 0], atol=1 / 255)
     assert np.allclose(picture[63, 63] / 255, crop[-1, -1], atol=1 / 255)
     explorer.controls["zoom"].value = False

@@ -45,10 +45,16 @@ def test_every_spelling_gets_the_rule(spelling, rule):
     assert not torch.equal(_signal(net, x), expected)  # the rule really changed something
 
 
-@pytest.mark.parametrize("call", [
-    lambda h: nn.ReLU(inplace=True)(h), lambda h: F.relu(h, inplace=True), lambda h: F.relu_(h),
-    lambda h: torch.relu_(h), lambda h: h.relu_(),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda h: nn.ReLU(inplace=True)(h),
+        lambda h: F.relu(h, inplace=True),
+        lambda h: F.relu_(h),
+        lambda h: torch.relu_(h),
+        lambda h: h.relu_(),
+    ],
+)
 def test_inplace_spellings_stay_in_place(call):
     x = torch.randn(20, requires_grad=True)
     h = x * 1
@@ -179,8 +185,12 @@ def test_a_rule_in_one_thread_never_affects_another(cnn, images):
 
 
 ACTIVATIONS = [
-    (nn.GELU(), "GELU"), (nn.SiLU(), "SiLU"), (nn.LeakyReLU(), "LeakyReLU"), (nn.ReLU6(), "ReLU6"),
-    (nn.ELU(), "ELU"), (nn.Hardswish(), "Hardswish"),
+    (nn.GELU(), "GELU"),
+    (nn.SiLU(), "SiLU"),
+    (nn.LeakyReLU(), "LeakyReLU"),
+    (nn.ReLU6(), "ReLU6"),
+    (nn.ELU(), "ELU"),
+    (nn.Hardswish(), "Hardswish"),
 ]
 
 
@@ -191,10 +201,17 @@ def test_non_relu_modules_are_named_with_their_place(module, label):
         dl.attribute(model, torch.randn(2, 4), 1, rule="deconvnet")
 
 
-@pytest.mark.parametrize(("function", "label"), [
-    (F.gelu, "GELU"), (F.silu, "SiLU"), (F.leaky_relu, "LeakyReLU"), (F.relu6, "ReLU6"),
-    (F.elu, "ELU"), (F.hardswish, "Hardswish"),
-])
+@pytest.mark.parametrize(
+    ("function", "label"),
+    [
+        (F.gelu, "GELU"),
+        (F.silu, "SiLU"),
+        (F.leaky_relu, "LeakyReLU"),
+        (F.relu6, "ReLU6"),
+        (F.elu, "ELU"),
+        (F.hardswish, "Hardswish"),
+    ],
+)
 def test_non_relu_functionals_are_named_with_their_place(function, label):
     class Head(nn.Module):
         def forward(self, h):
@@ -207,15 +224,22 @@ def test_non_relu_functionals_are_named_with_their_place(function, label):
 
 def test_a_model_without_relu_warns_that_every_rule_is_the_gradient():
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
-    with pytest.warns(NoReLUWarning, match="every rule equals the plain gradient"), \
-            pytest.warns(UnsupportedActivationWarning, match=r"Tanh ×1 call \('1'\)"):
+    with (
+        pytest.warns(NoReLUWarning, match="every rule equals the plain gradient"),
+        pytest.warns(UnsupportedActivationWarning, match=r"Tanh ×1 call \('1'\)"),
+    ):
         dl.attribute(model, torch.randn(1, 4), 0, rule="deconvnet")
 
 
 def test_warnings_for_several_rules_name_the_modified_ones():
     model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2))
-    with pytest.warns(UnsupportedActivationWarning, match="untouched by the rules 'deconvnet', 'guided_backprop' and keep"), \
-            pytest.warns(NoReLUWarning):
+    with (
+        pytest.warns(
+            UnsupportedActivationWarning,
+            match="untouched by the rules 'deconvnet', 'guided_backprop' and keep",
+        ),
+        pytest.warns(NoReLUWarning),
+    ):
         dl.attribute(model, torch.randn(1, 4), 0, rules=["gradient", "deconvnet", "guided_backprop"])
 
 
@@ -233,8 +257,10 @@ class _ConstantTableReLU(nn.Module):
 
 
 def test_a_relu_off_the_gradient_path_counts_as_no_relu():
-    with pytest.warns(NoReLUWarning, match="no ReLU on the path from the output to the input"), \
-            pytest.warns(UnsupportedActivationWarning, match=r"Sigmoid ×1 call"):
+    with (
+        pytest.warns(NoReLUWarning, match="no ReLU on the path from the output to the input"),
+        pytest.warns(UnsupportedActivationWarning, match=r"Sigmoid ×1 call"),
+    ):
         dl.attribute(_ConstantTableReLU(), torch.randn(3, 4), 0, rule="deconvnet")
 
 

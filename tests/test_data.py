@@ -89,9 +89,7 @@ def test_other_sizes_scale_the_drawing():
     assert ds.images.shape == (3, 3, 32, 32) and bool(ds.masks.flatten(1).any(1).all())
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"objects": 3}, {"n": -1}, {"seed": -2}, {"size": 8}, {"label": 17}]
-)
+@pytest.mark.parametrize("kwargs", [{"objects": 3}, {"n": -1}, {"seed": -2}, {"size": 8}, {"label": 17}])
 def test_bad_arguments_are_refused(kwargs):
     args = {"n": 2, **kwargs}
     with pytest.raises(ValueError):

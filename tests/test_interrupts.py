@@ -51,7 +51,11 @@ def tiny_cnn() -> nn.Sequential:
     """1 conv + in-place ReLU + pool + linear on a 1x1x4x4 input; mixed training flags."""
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3),
+        nn.Conv2d(1, 2, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8, 3),
     ).double()
     model.train()
     model[2].eval()  # each module's own flag must come back, not just the model's
@@ -260,7 +264,12 @@ def test_an_interrupt_in_the_forward_of_project_leaves_no_hook():
     torch.manual_seed(0)
     trap = _Interrupting()
     model = nn.Sequential(
-        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(inplace=True), trap, nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3),
+        nn.Conv2d(1, 2, 3, padding=1),
+        nn.ReLU(inplace=True),
+        trap,
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8, 3),
     ).double()
     x = tiny_input()
     baseline = Baseline(model, x, TARGET)

@@ -101,7 +101,10 @@ def test_relative_difference_and_changed_fraction():
 
 
 def test_image_correlation_is_one_for_the_centred_image_and_minus_one_for_its_negative():
-    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(3)) + torch.tensor([0.0, 5.0, -2.0])[:, None, None]
+    x = (
+        torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+        + torch.tensor([0.0, 5.0, -2.0])[:, None, None]
+    )
     centred = x - x.mean((2, 3), keepdim=True)
     np.testing.assert_allclose(metrics.image_correlation(3 * centred, x), 1.0, rtol=1e-5)
     np.testing.assert_allclose(metrics.image_correlation(-centred, x), -1.0, rtol=1e-5)
@@ -124,7 +127,9 @@ def test_edge_correlation_is_pearson_of_abs_map_with_the_edges():
     maps = torch.stack([edges, -edges, torch.zeros_like(edges)], 1)  # |.| summed over channels = 2 * edges
     np.testing.assert_allclose(metrics.edge_correlation(maps, x), 1.0, rtol=1e-6)
     m = _randn(2, 3, 10, 10, seed=5)
-    expected = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(m.abs().sum(1).numpy(), edges.numpy())]
+    expected = [
+        np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(m.abs().sum(1).numpy(), edges.numpy())
+    ]
     np.testing.assert_allclose(metrics.edge_correlation(m, x), expected, rtol=1e-5)
 
 

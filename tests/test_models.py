@@ -178,6 +178,7 @@ def test_failed_download_is_reported_and_changes_no_socket_setting(torch_home, m
 
 def _serve(data: bytes, seen: list):
     """A stand-in for urllib's urlopen serving ``data``; records each call's timeout."""
+
     def fake_urlopen(url, timeout=None):
         seen.append((url, timeout, socket.getdefaulttimeout()))
         return io.BytesIO(data)
@@ -269,8 +270,10 @@ def test_other_threads_loading_torchvision_weights_are_unaffected(torch_home, mo
 
     digest = _fake_official_file(torch_home)
     other = torchvision.models.SqueezeNet1_0_Weights.DEFAULT
-    torch.save(torchvision.models.squeezenet1_0().state_dict(),
-               torch_home / "hub" / "checkpoints" / os.path.basename(other.url))
+    torch.save(
+        torchvision.models.squeezenet1_0().state_dict(),
+        torch_home / "hub" / "checkpoints" / os.path.basename(other.url),
+    )
     monkeypatch.setattr(models, "recorded_sha256", lambda name: digest[:8])
     errors: list[BaseException] = []
 
@@ -296,6 +299,7 @@ def test_other_threads_loading_torchvision_weights_are_unaffected(torch_home, mo
 # The architecture is built with weights=None and the arguments torchvision's builder sets for the
 # weights; a fake cache of random weights shows it equals what torchvision's builder makes.
 
+
 def _random_state(name: str, **kwargs) -> dict:
     import torchvision
 
@@ -311,7 +315,9 @@ def _old_densenet_keys(state: dict) -> dict:
     """Rename keys as in torchvision's official densenet files (``norm.1`` for ``norm1``)."""
     import re
 
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))([12])\.(weight|bias|running_mean|running_var)$")
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))([12])\.(weight|bias|running_mean|running_var)$"
+    )
     return {pattern.sub(r"\1.\2.\3", k): v for k, v in state.items()}
 
 
@@ -352,8 +358,12 @@ def test_model_equals_what_torchvisions_builder_makes(name, torch_home, monkeypa
 
 def _settings(model: nn.Module) -> dict:
     """Every module's plain attributes (``transform_input``, ``aux_logits``, ``training``, ...)."""
-    return {(name, key): value for name, module in model.named_modules()
-            for key, value in vars(module).items() if not key.startswith("_") and not callable(value)}
+    return {
+        (name, key): value
+        for name, module in model.named_modules()
+        for key, value in vars(module).items()
+        if not key.startswith("_") and not callable(value)
+    }
 
 
 def test_every_torchvision_classifier_has_a_build_plan():

@@ -7,11 +7,23 @@ import deconvlab as dl
 
 
 def test_the_top_level_is_the_core():
-    assert sorted(dl.__all__) == sorted([
-        "BUILTIN_RULES", "NoReLUWarning", "Rule", "UnsupportedActivationWarning", "__version__",
-        "active_rule", "attribute", "backward_rule", "get_rule", "project", "record", "register_rule",
-        "rule_names",
-    ])
+    assert sorted(dl.__all__) == sorted(
+        [
+            "BUILTIN_RULES",
+            "NoReLUWarning",
+            "Rule",
+            "UnsupportedActivationWarning",
+            "__version__",
+            "active_rule",
+            "attribute",
+            "backward_rule",
+            "get_rule",
+            "project",
+            "record",
+            "register_rule",
+            "rule_names",
+        ]
+    )
     assert all(hasattr(dl, name) for name in dl.__all__)
 
 

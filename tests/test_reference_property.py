@@ -19,8 +19,13 @@ RULES = ("gradient", "deconvnet", "guided_backprop")
 
 spelling = st.sampled_from(SPELLINGS)
 block = st.one_of(
-    st.tuples(st.just("conv"), st.integers(1, 3), st.sampled_from([1, 3]), st.sampled_from([1, 2]),
-              st.sampled_from([0, 1])),
+    st.tuples(
+        st.just("conv"),
+        st.integers(1, 3),
+        st.sampled_from([1, 3]),
+        st.sampled_from([1, 2]),
+        st.sampled_from([0, 1]),
+    ),
     st.tuples(st.just("relu"), spelling),
     st.tuples(st.just("pool")),
     st.tuples(st.just("skip_pre"), spelling),
@@ -52,7 +57,9 @@ networks = st.lists(block, min_size=1, max_size=6).filter(_valid)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(specs=networks, seed=st.integers(0, 2**16), targets=st.lists(st.integers(0, 2), min_size=2, max_size=2))
+@given(
+    specs=networks, seed=st.integers(0, 2**16), targets=st.lists(st.integers(0, 2), min_size=2, max_size=2)
+)
 def test_every_rule_matches_the_reference(specs, seed, targets):
     torch.manual_seed(seed)
     net = build(specs)

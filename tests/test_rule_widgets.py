@@ -87,7 +87,10 @@ def test_plot_rule_planes_draws_three_labelled_panels():
     fig = plot_rule_planes(point=(0.3, -0.2))
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == [
-        "gradient: p · [x > 0]", "DeConvNet: p · [p > 0]", "guided backprop: p · [x > 0] · [p > 0]"]
+        "gradient: p · [x > 0]",
+        "DeConvNet: p · [p > 0]",
+        "guided backprop: p · [x > 0] · [p > 0]",
+    ]
     assert all(ax.get_xlabel().startswith("x") and ax.get_ylabel().startswith("p") for ax in panels)
 
 

@@ -52,8 +52,9 @@ def test_gradient_rule_is_autograds_relu_derivative():
 
 
 def test_each_rule_describes_itself_and_its_docstring_says_the_same():
-    described = {rule.name: (rule.label, rule.equation, rule.reference.split(",")[0])
-                 for rule in dl.BUILTIN_RULES}
+    described = {
+        rule.name: (rule.label, rule.equation, rule.reference.split(",")[0]) for rule in dl.BUILTIN_RULES
+    }
     assert described == {
         "gradient": ("gradient", "p · [x > 0]", "Simonyan"),
         "deconvnet": ("DeConvNet", "p · [p > 0]", "Zeiler & Fergus"),
@@ -73,23 +74,37 @@ def test_a_user_rule_carries_its_own_description():
 
 def test_presentation_reads_the_rule_not_a_copy():
     from deconvlab import cli, viz
+
     assert viz.rule_label("guided") == "guided backprop" and viz.rule_label("my_key") == "my_key"
     assert "p · [p &gt; 0]" in viz.rule_heading("deconvnet")
     assert cli._rules("guided,deconvnet") == ["guided_backprop", "deconvnet"]  # aliases work in the CLI
 
 
-@pytest.mark.parametrize(("name", "canonical"), [
-    ("guided", "guided_backprop"), ("guided_backprop", "guided_backprop"), ("deconvnet", "deconvnet"),
-    ("gradient", "gradient"), ("vanilla", "gradient"), ("saliency", "gradient"),
-])
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [
+        ("guided", "guided_backprop"),
+        ("guided_backprop", "guided_backprop"),
+        ("deconvnet", "deconvnet"),
+        ("gradient", "gradient"),
+        ("vanilla", "gradient"),
+        ("saliency", "gradient"),
+    ],
+)
 def test_names_and_aliases_resolve(name, canonical):
     assert dl.get_rule(name).name == canonical
 
 
-@pytest.mark.parametrize(("name", "meant"), [
-    ("Guided-Backprop", "guided_backprop"), ("GRADIENT", "gradient"), ("DeConvNet", "deconvnet"),
-    ("guided backprop", "guided_backprop"), ("Guided", "guided"),
-])
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("Guided-Backprop", "guided_backprop"),
+        ("GRADIENT", "gradient"),
+        ("DeConvNet", "deconvnet"),
+        ("guided backprop", "guided_backprop"),
+        ("Guided", "guided"),
+    ],
+)
 def test_a_builtin_spelled_differently_is_refused_naming_the_spelling(name, meant):
     with pytest.raises(ValueError, match=f"matched exactly; did you mean '{meant}'"):
         dl.get_rule(name)
@@ -116,8 +131,9 @@ def test_register_rule_is_used_by_attribute(images):
     rule = dl.register_rule("all_pass", lambda x, p: p)
     assert "all_pass" in dl.rule_names()
     # A rule that passes everything makes a ReLU network linear: the map is W1^T w2.
-    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 8), torch.nn.ReLU(),
-                                 torch.nn.Linear(8, 5)).double()
+    linear = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5)
+    ).double()
     expected = (linear[3].weight[1] @ linear[1].weight).view(3, 16, 16)
     for selected in ("all_pass", rule):
         torch.testing.assert_close(dl.attribute(linear, images, 1, rule=selected)[0], expected)

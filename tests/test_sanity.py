@@ -20,9 +20,14 @@ def small_cnn(seed: int = 0, classes: int = 4) -> nn.Module:
     """Conv-ReLU-MaxPool-Conv-ReLU-GAP-Linear on 3x16x16: every rule's code path, fast."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, classes),
     ).eval()
 
 
@@ -82,7 +87,12 @@ def test_class_sensitivity_proportional_classes():
 
 def test_randomisation_order_teaching_cnn():
     assert sanity.randomisation_order(TeachingCNN()) == [
-        "classifier.2", "features.11", "features.8", "features.6", "features.3", "features.0",
+        "classifier.2",
+        "features.11",
+        "features.8",
+        "features.6",
+        "features.3",
+        "features.0",
     ]
 
 
@@ -91,7 +101,9 @@ def test_reinitialise_follows_he_init():
     torch.manual_seed(0)
     sanity.reinitialise_(conv)
     sanity.reinitialise_(lin)
-    assert float(conv.weight.detach().std()) == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.05)  # fan_out, ReLU gain
+    assert float(conv.weight.detach().std()) == pytest.approx(
+        (2 / (128 * 9)) ** 0.5, rel=0.05
+    )  # fan_out, ReLU gain
     assert float(lin.weight.detach().std()) == pytest.approx(0.01, rel=0.05)
     assert not conv.bias.any() and not lin.bias.any()
 
@@ -199,8 +211,13 @@ def test_pointing_game_centre_baseline_and_class_averaged_accuracy():
     # TorchRay averages the per-class accuracies: class 0 has 2/3, class 1 has 0/1
     assert result.accuracy("center") == pytest.approx((2 / 3 + 0) / 2)
     assert set(result.accuracies()) == {*RULES, "center"}
-    two = sanity.pointing_game(small_cnn(), x[:2], torch.tensor([[0, 1], [2, 3]]),
-                               torch.stack([masks[:2], masks[2:]], 1), tolerance=2)
+    two = sanity.pointing_game(
+        small_cnn(),
+        x[:2],
+        torch.tensor([[0, 1], [2, 3]]),
+        torch.stack([masks[:2], masks[2:]], 1),
+        tolerance=2,
+    )
     assert len(two.labels) == 4  # every (image, object) pair is a trial
     np.testing.assert_array_equal(two.labels, [0, 1, 2, 3])
 
@@ -238,7 +255,11 @@ def test_figures_draw():
     cs = sanity.class_sensitivity(model, x, torch.tensor([[0, 1], [2, 3]]), masks)
     fig = sanity.plot_class_sensitivity(cs)
     assert len(fig.axes) == 2
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["gradient", "DeConvNet", "guided backprop"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
+        "gradient",
+        "DeConvNet",
+        "guided backprop",
+    ]
 
 
 def test_maps_in_chunks_equal_one_call():
@@ -248,8 +269,9 @@ def test_maps_in_chunks_equal_one_call():
     whole = attribute(model, x, t, rules=RULES)
     for rule in RULES:
         torch.testing.assert_close(chunked[rule], whole[rule])
-    torch.testing.assert_close(rule_maps(model, x, 3, RULES, chunk=2)["gradient"],
-                               attribute(model, x, 3, rule="gradient"))
+    torch.testing.assert_close(
+        rule_maps(model, x, 3, RULES, chunk=2)["gradient"], attribute(model, x, 3, rule="gradient")
+    )
 
 
 def test_pointing_default_tolerance_scales_torchrays_15px_on_500px():

@@ -110,14 +110,17 @@ def test_display_toggle_shows_signed_maps(two_objects, cascade, no_recomputation
     e.controls["display"].value = "signed"
     d = diverging_normalise(two_objects.maps["guided_backprop"][0])
     gap = np.ones((2, d.shape[-1]))
-    assert e.pictures["guided_backprop"].value == _grey_png(np.concatenate([0.5 + 0.5 * d[0], gap,
-                                                                             0.5 + 0.5 * d[1]]), 1)
+    assert e.pictures["guided_backprop"].value == _grey_png(
+        np.concatenate([0.5 + 0.5 * d[0], gap, 0.5 + 0.5 * d[1]]), 1
+    )
     assert "grey = 0" in e.legend.value
     r.controls["stage"].value = 1
     before = r.readout.value
     r.controls["display"].value = "signed"
     d = diverging_normalise(cascade.maps["gradient"][:, 0])
-    assert r.pictures["gradient"].value == _grey_png(np.concatenate([0.5 + 0.5 * d[0], gap, 0.5 + 0.5 * d[1]]), 1)
+    assert r.pictures["gradient"].value == _grey_png(
+        np.concatenate([0.5 + 0.5 * d[0], gap, 0.5 + 0.5 * d[1]]), 1
+    )
     assert r.readout.value == before  # the numbers do not depend on the display
     with pytest.raises(ValueError, match="display"):
         from deconvlab.widgets.sanity_explorer import display_arrays

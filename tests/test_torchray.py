@@ -228,10 +228,12 @@ def test_contexts_and_functions_are_what_torchray_users_check_for():
 
 def test_the_readmes_torchray_example_runs():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### TorchRay code"):readme.index("## What it guarantees")]
+    section = readme[readme.index("### TorchRay code") : readme.index("## What it guarantees")]
     code = section.split("```python\n")[1].split("```")[0]
     namespace = _run_example(code)
-    assert torch.equal(namespace["saliency"], _run_example(_with_deconvlab_imports(EXAMPLES["deconvnet.py"]))["saliency"])
+    assert torch.equal(
+        namespace["saliency"], _run_example(_with_deconvlab_imports(EXAMPLES["deconvnet.py"]))["saliency"]
+    )
 
 
 def test_errors_name_the_problem(cnn, images):
@@ -251,6 +253,7 @@ def test_gradient_takes_no_context_builder(cnn, images):
 
 
 # --- the side effects TorchRay code relies on ----------------------------------------------------
+
 
 def _pair(method_name):
     ours = {"gradient": gradient, "deconvnet": deconvnet, "guided_backprop": guided_backprop}[method_name]
@@ -289,7 +292,9 @@ def test_input_grad_holds_the_signed_signal_as_after_torchrays_saliency(method, 
     assert ours[0].lt(0).any()  # signed
 
 
-@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")  # TorchRay's
+@pytest.mark.filterwarnings(
+    "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning"
+)  # TorchRay's
 def test_a_computed_input_passes_the_signal_on_as_in_torchray(example):
     model, x, category_id, _ = example
     grads = []
@@ -308,7 +313,9 @@ def test_a_0d_tensor_target_works_here_in_torchray_and_in_the_core(example):
     assert target.dim() == 0
     for ours, theirs in map(_pair, ["gradient", "deconvnet"]):
         assert torch.equal(ours(model, x.clone(), target), theirs(model, x.clone(), target))
-    torch.testing.assert_close(dl.attribute(model, x, target), dl.attribute(model, x, int(target)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        dl.attribute(model, x, target), dl.attribute(model, x, int(target)), rtol=0, atol=0
+    )
     with pytest.raises(TypeError, match="dtype"):
         dl.attribute(model, x, torch.tensor(1.0))
 
@@ -329,8 +336,12 @@ def test_a_layer_that_runs_twice_is_taken_at_its_last_call_as_in_torchray():
     model = SharedReLU().eval()
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     for ours, theirs in map(_pair, ["gradient", "deconvnet", "guided_backprop"]):
-        torch.testing.assert_close(ours(model, x.clone(), 1, saliency_layer="relu"),
-                                   theirs(model, x.clone(), 1, saliency_layer="relu"), rtol=0, atol=0)
+        torch.testing.assert_close(
+            ours(model, x.clone(), 1, saliency_layer="relu"),
+            theirs(model, x.clone(), 1, saliency_layer="relu"),
+            rtol=0,
+            atol=0,
+        )
     last = model.relu(model.conv2(model.relu(model.conv1(x)))).detach().requires_grad_(True)
     model.head(last)[:, 1].sum().backward()
     signed = gradient(model, x, 1, saliency_layer=model.relu, gradient_to_saliency=lambda t: t.grad)
@@ -350,11 +361,21 @@ def test_gradient_to_saliency_gets_the_layers_own_output_under_an_inplace_relu(e
 
     conv_out = model.features[:12](x)
     for ours, theirs in map(_pair, ["deconvnet", "guided_backprop"]):
-        mine = ours(model, x.clone(), category_id, saliency_layer="features.11",
-                    gradient_to_saliency=grad_times_activation)
+        mine = ours(
+            model,
+            x.clone(),
+            category_id,
+            saliency_layer="features.11",
+            gradient_to_saliency=grad_times_activation,
+        )
         assert torch.equal(seen["value"], conv_out)
-        torray = theirs(model, x.clone(), category_id, saliency_layer="features.11",
-                        gradient_to_saliency=grad_times_activation)
+        torray = theirs(
+            model,
+            x.clone(),
+            category_id,
+            saliency_layer="features.11",
+            gradient_to_saliency=grad_times_activation,
+        )
         assert torch.equal(mine, torray.detach())
     # TorchRay's plain gradient there: it fails, or (input requiring grad) hands over the ReLU's
     # output and gradient; deconvlab hands over the conv's, as TorchRay does with debug probes on.
@@ -362,13 +383,30 @@ def test_gradient_to_saliency_gets_the_layers_own_output_under_an_inplace_relu(e
     with pytest.raises(RuntimeError, match="leaf Variable"):
         theirs(model, x.clone(), category_id, saliency_layer="features.11")
     gc.collect()  # TorchRay leaves its probe on the model when it fails
-    theirs(model, x.clone().requires_grad_(True), category_id, saliency_layer="features.11",
-           gradient_to_saliency=grad_times_activation)
+    theirs(
+        model,
+        x.clone().requires_grad_(True),
+        category_id,
+        saliency_layer="features.11",
+        gradient_to_saliency=grad_times_activation,
+    )
     assert torch.equal(seen["value"], conv_out.relu())
-    mine = ours(model, x.clone(), category_id, saliency_layer="features.11", gradient_to_saliency=grad_times_activation)
+    mine = ours(
+        model,
+        x.clone(),
+        category_id,
+        saliency_layer="features.11",
+        gradient_to_saliency=grad_times_activation,
+    )
     assert torch.equal(seen["value"], conv_out)
-    reference, probes = theirs(model, x.clone(), category_id, saliency_layer="features.11", debug=True,
-                               gradient_to_saliency=grad_times_activation)
+    reference, probes = theirs(
+        model,
+        x.clone(),
+        category_id,
+        saliency_layer="features.11",
+        debug=True,
+        gradient_to_saliency=grad_times_activation,
+    )
     for probe in probes.values():
         probe.remove()
     assert torch.equal(mine, reference.detach())
@@ -395,6 +433,7 @@ def test_debug_probes_carry_values_and_gradients_like_torchrays_and_leave_no_hoo
 
 # --- the helpers of common ----------------------------------------------------------------------
 
+
 def test_probe_records_tensors_and_gradients_like_torchrays(example):
     model, x, category_id, _ = example
     results = []
@@ -420,7 +459,10 @@ def test_probe_records_tensors_and_gradients_like_torchrays(example):
 
 def test_attach_debug_probes_matches_torchrays(cnn):
     assert dl_common.attach_debug_probes(cnn) is None and tr_common.attach_debug_probes(cnn) is None
-    ours, theirs = dl_common.attach_debug_probes(cnn, debug=True), tr_common.attach_debug_probes(cnn, debug=True)
+    ours, theirs = (
+        dl_common.attach_debug_probes(cnn, debug=True),
+        tr_common.attach_debug_probes(cnn, debug=True),
+    )
     assert [(n, p.target) for n, p in ours.items()] == [(n, p.target) for n, p in theirs.items()]
     for probe in [*ours.values(), *theirs.values()]:
         probe.remove()
@@ -451,8 +493,12 @@ class LeakyBackwardReLU(torch.autograd.Function):
 
 def test_relu_context_takes_a_users_relu_function_like_torchrays(example):
     model, x, category_id, _ = example
-    maps = [common.saliency(model, x.clone(), category_id, context_builder=lambda c=common: c.ReLUContext(LeakyBackwardReLU))
-            for common in (dl_common, tr_common)]
+    maps = [
+        common.saliency(
+            model, x.clone(), category_id, context_builder=lambda c=common: c.ReLUContext(LeakyBackwardReLU)
+        )
+        for common in (dl_common, tr_common)
+    ]
     assert torch.equal(maps[0], maps[1])
     assert not torch.equal(maps[0], gradient(model, x.clone(), category_id))
     with pytest.raises(TypeError, match=r"autograd\.Function"):
@@ -473,12 +519,17 @@ def test_get_pointing_gradient_matches_torchrays(shape, normalize):
     assert torch.equal(ours, theirs) and ours.requires_grad == theirs.requires_grad
 
 
-@pytest.mark.parametrize("target", [2, [1, 3], torch.tensor([1, 3]), torch.tensor(2), torch.tensor([[1], [3]]),
-                                    np.array([1, 3]), [2]], ids=repr)
+@pytest.mark.parametrize(
+    "target",
+    [2, [1, 3], torch.tensor([1, 3]), torch.tensor(2), torch.tensor([[1], [3]]), np.array([1, 3]), [2]],
+    ids=repr,
+)
 @pytest.mark.parametrize("shape", [(2, 4), (2, 4, 3, 3)])
 def test_get_backward_gradient_matches_torchrays(target, shape):
     pred_y = torch.zeros(shape)
-    assert torch.equal(dl_common.get_backward_gradient(pred_y, target), tr_common.get_backward_gradient(pred_y, target))
+    assert torch.equal(
+        dl_common.get_backward_gradient(pred_y, target), tr_common.get_backward_gradient(pred_y, target)
+    )
     seed = torch.rand(shape)
     assert dl_common.get_backward_gradient(pred_y, seed) is seed
 
@@ -486,7 +537,10 @@ def test_get_backward_gradient_matches_torchrays(target, shape):
 @pytest.mark.parametrize("size", [True, (7, 5), [7, 5]], ids=repr)
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest", "nearest-exact", "area"])
 def test_resize_saliency_matches_torchrays_and_also_takes_the_modes_it_cannot(size, mode):
-    tensor, saliency = torch.zeros(1, 3, 12, 10), torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    tensor, saliency = (
+        torch.zeros(1, 3, 12, 10),
+        torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)),
+    )
     ours = dl_common.resize_saliency(tensor, saliency, size, mode)
     if mode in ("bilinear", "bicubic"):
         assert torch.equal(ours, tr_common.resize_saliency(tensor, saliency, size, mode))
@@ -522,11 +576,15 @@ def test_imsmooth_also_runs_where_torchrays_cannot():
     tensor = torch.rand(1, 2, 9, 9, generator=torch.Generator().manual_seed(4))
     with pytest.raises(RuntimeError):  # a float32 kernel on a float64 tensor
         tr_utils.imsmooth(tensor.double(), 1.0)
-    torch.testing.assert_close(dl_utils.imsmooth(tensor.double(), 1.0), dl_utils.imsmooth(tensor, 1.0).double())
+    torch.testing.assert_close(
+        dl_utils.imsmooth(tensor.double(), 1.0), dl_utils.imsmooth(tensor, 1.0).double()
+    )
     with pytest.raises(RuntimeError, match="value"):  # current PyTorch takes no value for "replicate"
         tr_utils.imsmooth(tensor, 1.0, padding_mode="replicate", padding_value=1.0)
-    assert torch.equal(dl_utils.imsmooth(tensor, 1.0, padding_mode="replicate", padding_value=1.0),
-                       dl_utils.imsmooth(tensor, 1.0, padding_mode="replicate"))
+    assert torch.equal(
+        dl_utils.imsmooth(tensor, 1.0, padding_mode="replicate", padding_value=1.0),
+        dl_utils.imsmooth(tensor, 1.0, padding_mode="replicate"),
+    )
     with pytest.raises(ValueError, match="sigma"):
         dl_utils.imsmooth(tensor, -1.0)
 
@@ -553,6 +611,7 @@ def test_imsc_rescales_like_torchrays(lim):
 
 
 # --- benchmark ----------------------------------------------------------------------------------
+
 
 def test_get_example_data_is_the_offline_teaching_model_and_a_two_object_image():
     model, x, first, second = get_example_data()
@@ -584,13 +643,18 @@ def test_plot_example_draws_image_and_map_per_row_like_torchrays(tmp_path, cnn, 
     path = tmp_path / "figures" / "maps.png"
     assert plot_example(images, maps, "gradient", [4, 281], save_path=str(path)) is None
     titles = [axis.get_title() for axis in plt.gcf().axes]
-    assert titles == ["input image", "gradient for category star (4)",
-                      "input image", "gradient for category tabby (281)"]
+    assert titles == [
+        "input image",
+        "gradient for category star (4)",
+        "input image",
+        "gradient for category tabby (281)",
+    ]
     assert path.stat().st_size > 0
     plt.close("all")
 
 
 # --- documented differences -----------------------------------------------------------------------
+
 
 def test_guided_backprop_closes_the_gate_at_zero_where_torchray_lets_the_signal_through():
     x = torch.tensor([-1.0, 0.0, 2.0, 3.0], requires_grad=True)
@@ -612,7 +676,9 @@ def test_guided_backprop_closes_the_gate_at_zero_where_torchray_lets_the_signal_
         model[3].weight.abs_()
     image = torch.rand(1, 1, 2, 2)
     ours = guided_backprop(model, image.clone(), 0, saliency_layer="0", gradient_to_saliency=lambda t: t.grad)
-    theirs = tr_guided.guided_backprop(model, image.clone(), 0, saliency_layer="0", gradient_to_saliency=lambda t: t.grad)
+    theirs = tr_guided.guided_backprop(
+        model, image.clone(), 0, saliency_layer="0", gradient_to_saliency=lambda t: t.grad
+    )
     assert ours[0, 1].eq(0).all() and theirs[0, 1].gt(0).all()
     assert torch.equal(ours[0, 0], theirs[0, 0])
 
@@ -629,7 +695,10 @@ def test_each_modules_mode_is_restored_where_torchray_sets_them_all_to_training(
 def test_every_relu_spelling_gets_the_rule_where_torchray_patches_two():
     x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0)).abs() + 0.1
     grads = []
-    for context in (DeConvNetContext, importlib.import_module("torchray.attribution.deconvnet").DeConvNetContext):
+    for context in (
+        DeConvNetContext,
+        importlib.import_module("torchray.attribution.deconvnet").DeConvNetContext,
+    ):
         leaf = x.clone().requires_grad_(True)
         with context():
             y = leaf.relu() + F.relu(leaf) + torch.relu(leaf)

@@ -115,6 +115,7 @@ def _covering_rows():
     covered = set()
     rows = []
     for layer, method, target in itertools.product(range(len(LAYERS)), METHODS, range(len(TARGETS))):
+
         def pairs(extra, head=(layer, method, target)):
             values = list(enumerate((*head, *extra)))
             return set(itertools.combinations(values, 2))
@@ -133,8 +134,10 @@ def _row_id(row):
     model, name = LAYERS[layer]
     size, mode = RESIZES[resize]
     kind, batch = TARGETS[target]
-    return (f"{model}[{name or 'input'}]-{method}-{kind}x{batch}-resize={size}/{mode}-smooth={smooth}"
-            f"-{to_saliency.replace(' ', '')}-seed={seed}-debug={debug}")
+    return (
+        f"{model}[{name or 'input'}]-{method}-{kind}x{batch}-resize={size}/{mode}-smooth={smooth}"
+        f"-{to_saliency.replace(' ', '')}-seed={seed}-debug={debug}"
+    )
 
 
 def _arguments(row, common):
@@ -158,6 +161,7 @@ def _arguments(row, common):
     if to_saliency == "grad x activation":
         kwargs["gradient_to_saliency"] = lambda t: (t.grad * t).sum(1, keepdim=True)
     if seed == "custom":
+
         def weighted(pred_y, y):
             return common.get_backward_gradient(pred_y, y) * (1 + pred_y.detach().softmax(1))
 
@@ -181,7 +185,7 @@ def _run(library, row, **override):
 
 
 def _agreement(a, b):
-    """"bitwise", "rounding" (within RTOL/ATOL) or None, for tensors or None."""
+    """ "bitwise", "rounding" (within RTOL/ATOL) or None, for tensors or None."""
     if a is None or b is None:
         return "bitwise" if a is None and b is None else None
     a, b = a.detach(), b.detach()
@@ -246,8 +250,16 @@ def _compare(row):
 
 
 def test_the_grid_covers_every_pair_of_argument_values():
-    sizes = [len(LAYERS), len(METHODS), len(TARGETS), len(RESIZES), len(SMOOTHS), len(TO_SALIENCY),
-             len(SEEDS), len(DEBUG)]
+    sizes = [
+        len(LAYERS),
+        len(METHODS),
+        len(TARGETS),
+        len(RESIZES),
+        len(SMOOTHS),
+        len(TO_SALIENCY),
+        len(SEEDS),
+        len(DEBUG),
+    ]
     expected = sum(a * b for a, b in itertools.combinations(sizes, 2))
     assert len(COVERED) == expected and len(ROWS) == 147
 

@@ -65,10 +65,20 @@ RELU_ON_PATH = {
 # Non-ReLU activation modules -> the kind a reader expects named. Exact types: nn.ReLU6 is a subclass
 # of nn.Hardtanh, and a model built of nn.ReLU6 says ReLU6.
 MODULE_KINDS: dict[type, str] = {
-    nn.GELU: "GELU", nn.SiLU: "SiLU", nn.Sigmoid: "Sigmoid", nn.Hardsigmoid: "Hardsigmoid",
-    nn.Hardswish: "Hardswish", nn.ReLU6: "ReLU6", nn.Hardtanh: "Hardtanh", nn.Tanh: "Tanh",
-    nn.Softmax: "Softmax", nn.Mish: "Mish", nn.ELU: "ELU", nn.LeakyReLU: "LeakyReLU",
-    nn.PReLU: "PReLU", nn.Softplus: "Softplus",
+    nn.GELU: "GELU",
+    nn.SiLU: "SiLU",
+    nn.Sigmoid: "Sigmoid",
+    nn.Hardsigmoid: "Hardsigmoid",
+    nn.Hardswish: "Hardswish",
+    nn.ReLU6: "ReLU6",
+    nn.Hardtanh: "Hardtanh",
+    nn.Tanh: "Tanh",
+    nn.Softmax: "Softmax",
+    nn.Mish: "Mish",
+    nn.ELU: "ELU",
+    nn.LeakyReLU: "LeakyReLU",
+    nn.PReLU: "PReLU",
+    nn.Softplus: "Softplus",
 }
 # Modules whose forward applies a nonlinearity as a function, once per call: the attention softmax.
 FUNCTIONAL_KINDS: dict[type, str] = {
@@ -125,7 +135,9 @@ def expected_kinds(model: nn.Module) -> Counter:
         if kind is not None:
             kinds[kind] += 1
         elif type(module).__module__ == nn.modules.activation.__name__:
-            assert type(module) is nn.ReLU, f"{type(module).__name__}: add it to MODULE_KINDS or FUNCTIONAL_KINDS"
+            assert type(module) is nn.ReLU, (
+                f"{type(module).__name__}: add it to MODULE_KINDS or FUNCTIONAL_KINDS"
+            )
     return kinds
 
 
@@ -138,7 +150,7 @@ def named_kinds(message: str) -> dict[str, tuple[int, list[tuple[str, str]], boo
     heads = list(_GROUP.finditer(message))
     groups = {}
     for head, after in zip(heads, [*heads[1:], None]):
-        body = message[head.end(): after.start() if after else len(message)]
+        body = message[head.end() : after.start() if after else len(message)]
         groups[head[1]] = (int(head[2]), _PLACE.findall(body), "..." in body or "…" in body)
     return groups
 
@@ -150,7 +162,9 @@ def check_places(model: nn.Module, kind: str, calls: int, places: list, more: bo
     if not 1 <= len(places) <= MAX_EXAMPLES:
         problems.append(f"{kind}: {len(places)} example places, expected 1 to {MAX_EXAMPLES}")
     if more != (len(places) < calls):
-        problems.append(f"{kind}: '...' must say exactly that places were left out ({len(places)} of {calls} shown)")
+        problems.append(
+            f"{kind}: '...' must say exactly that places were left out ({len(places)} of {calls} shown)"
+        )
     for path, type_name in places:
         module = modules.get(path)
         if module is None or type_name not in ("", type(module).__name__):
@@ -210,7 +224,9 @@ def test_warnings_are_true_complete_and_readable(name):
     expected = expected_kinds(model)
     unsupported = [str(w.message) for w in ours if w.category is UnsupportedActivationWarning]
     if len(unsupported) != (1 if expected else 0):
-        problems.append(f"{len(unsupported)} UnsupportedActivationWarning(s), expected {1 if expected else 0}")
+        problems.append(
+            f"{len(unsupported)} UnsupportedActivationWarning(s), expected {1 if expected else 0}"
+        )
     groups = named_kinds(unsupported[0]) if unsupported else {}
     named = Counter({kind: calls for kind, (calls, _, _) in groups.items()})
     if named != expected:
@@ -218,7 +234,9 @@ def test_warnings_are_true_complete_and_readable(name):
     for kind, (calls, places, more) in groups.items():
         problems += check_places(model, kind, calls, places, more)
 
-    assert not problems, f"{name}:\n" + "\n".join(problems) + "\nwarnings:\n" + "\n".join(str(w.message) for w in ours)
+    assert not problems, (
+        f"{name}:\n" + "\n".join(problems) + "\nwarnings:\n" + "\n".join(str(w.message) for w in ours)
+    )
 
 
 @pytest.mark.parametrize("name", ["resnet18", "googlenet"])  # nn.ReLU in place; F.relu

@@ -18,7 +18,7 @@ RULES = ["gradient", "deconvnet", "guided_backprop"]
 def _window_sums() -> np.ndarray:
     """3×3 window sums of arange(16) on a 4×4 grid, by explicit loops."""
     image = np.arange(16).reshape(4, 4)
-    return np.array([[image[a:a + 3, b:b + 3].sum() for b in range(2)] for a in range(2)])
+    return np.array([[image[a : a + 3, b : b + 3].sum() for b in range(2)] for a in range(2)])
 
 
 def _hand_backward(rule: str, weights, biases) -> np.ndarray:
@@ -37,7 +37,7 @@ def _hand_backward(rule: str, weights, biases) -> np.ndarray:
     for channel in range(2):
         for index in range(4):
             a, b = divmod(index, 2)
-            signal[a:a + 3, b:b + 3] += p_hidden[channel * 4 + index]  # all-ones 3×3 kernel
+            signal[a : a + 3, b : b + 3] += p_hidden[channel * 4 + index]  # all-ones 3×3 kernel
     return signal
 
 
@@ -111,8 +111,9 @@ def test_no_pool_network_deconvnet_is_input_independent():
 
 
 def test_max_pooling_makes_deconvnet_input_dependent():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 8 * 8, 2)
+    )
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     maps = dl.attribute(net, x, 0, rule="deconvnet")
     assert not torch.equal(maps[0], maps[1])

@@ -46,8 +46,12 @@ def test_training_never_sees_the_heldout_seed():
 
 def test_command_line_writes_loadable_weights(tmp_path, monkeypatch, capsys):
     out = tmp_path / "w" / "teaching_model.safetensors"
-    assert train.main(["--out", str(out), "--steps", "3", "--batch-size", "4",
-                       "--eval-images", "20", "--threads", "1"]) == 0
+    assert (
+        train.main(
+            ["--out", str(out), "--steps", "3", "--batch-size", "4", "--eval-images", "20", "--threads", "1"]
+        )
+        == 0
+    )
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["steps"] == 3 and meta["heldout_images"] == 20
     assert meta["heldout_seed"] == train.HELDOUT_SEED and "sha256" in meta

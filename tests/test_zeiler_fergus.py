@@ -38,8 +38,7 @@ def test_unpooling_is_the_backward_of_max_pooling():
 
 def test_unpooling_odd_size_and_stride_equal_kernel():
     x, grad = torch.randn(1, 2, 7, 7), torch.randn(1, 2, 2, 2)
-    assert torch.equal(zf.pool_backward_by_unpooling(x, grad, 3),
-                       zf.pool_backward_by_autograd(x, grad, 3))
+    assert torch.equal(zf.pool_backward_by_unpooling(x, grad, 3), zf.pool_backward_by_autograd(x, grad, 3))
 
 
 @pytest.mark.parametrize("stride,padding,size", [(1, 0, 9), (1, 1, 8), (2, 1, 9), (2, 1, 10), (3, 0, 11)])
@@ -57,12 +56,20 @@ def test_transposed_convolution_is_the_backward_of_convolution(stride, padding, 
 
 def test_receptive_field_closed_form(model):
     # 3x3 convs (pad 1) and 2x2 pools: size grows by 2*jump per conv, by jump per pool.
-    expected = {"features.0": (3, 1, -1), "features.1": (3, 1, -1), "features.2": (4, 2, -1),
-                "features.4": (8, 2, -3), "features.7": (18, 4, -7), "features.9": (26, 4, -11),
-                "features.12": (46, 8, -19), "features": (54, 16, -19)}
+    expected = {
+        "features.0": (3, 1, -1),
+        "features.1": (3, 1, -1),
+        "features.2": (4, 2, -1),
+        "features.4": (8, 2, -3),
+        "features.7": (18, 4, -7),
+        "features.9": (26, 4, -11),
+        "features.12": (46, 8, -19),
+        "features": (54, 16, -19),
+    }
     for layer, (size, jump, offset) in expected.items():
-        assert zf.receptive_field(model, layer) == zf.ReceptiveField((size, size), (jump, jump),
-                                                                     (offset, offset)), layer
+        assert zf.receptive_field(model, layer) == zf.ReceptiveField(
+            (size, size), (jump, jump), (offset, offset)
+        ), layer
 
 
 def test_receptive_field_box_and_mask(model):
@@ -75,8 +82,12 @@ def test_receptive_field_box_and_mask(model):
 
 def test_receptive_field_matches_gradient_support(model):
     """Independent check: the pixels a unit's gradient reaches with ReLUs open and pools averaging."""
-    net = nn.Sequential(*[nn.AvgPool2d(2) if isinstance(m, nn.MaxPool2d) else nn.Identity()
-                          if isinstance(m, nn.ReLU) else m for m in model.features])
+    net = nn.Sequential(
+        *[
+            nn.AvgPool2d(2) if isinstance(m, nn.MaxPool2d) else nn.Identity() if isinstance(m, nn.ReLU) else m
+            for m in model.features
+        ]
+    )
     for cut, layer in [(5, "features.4"), (10, "features.9"), (13, "features.12")]:
         x = torch.randn(1, 3, 64, 64, requires_grad=True)
         out = net[:cut](x)
@@ -153,4 +164,8 @@ def test_top_class_share_closed_form():
     labels = torch.tensor([0, 0, 1, 2])
     shares = zf.top_class_share(maxima, labels, k=3)
     # channel 0: images 0, 1, 2 -> classes 0, 0, 1; channel 1 never fires; channel 2: images 3, 2, 1
-    assert shares[0].item() == pytest.approx(2 / 3) and shares[1].isnan() and shares[2].item() == pytest.approx(1 / 3)
+    assert (
+        shares[0].item() == pytest.approx(2 / 3)
+        and shares[1].isnan()
+        and shares[2].item() == pytest.approx(1 / 3)
+    )

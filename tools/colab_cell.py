@@ -56,8 +56,10 @@ def _fake_launchers(calls: list[tuple]) -> list:
         calls.append(("command", cmd if isinstance(cmd, str) else " ".join(map(str, cmd))))
         return subprocess.CompletedProcess(cmd, 0, b"", b"")
 
-    patches = [mock.patch.object(subprocess, name, command)
-               for name in ("run", "call", "check_call", "check_output", "Popen")]
+    patches = [
+        mock.patch.object(subprocess, name, command)
+        for name in ("run", "call", "check_call", "check_output", "Popen")
+    ]
     return [*patches, mock.patch.object(os, "system", command)]
 
 

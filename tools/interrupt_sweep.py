@@ -49,8 +49,11 @@ REENTRY_TIMEOUT = 5.0
 # PyTorch's process-wide module hooks (``register_module_forward_hook`` and friends). Private
 # names, only READ here: PyTorch has no public way to list them.
 _GLOBAL_HOOK_NAMES = (
-    "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-    "_global_backward_pre_hooks", "_global_forward_hooks_always_called",
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+    "_global_forward_hooks_always_called",
     "_global_forward_hooks_with_kwargs",
 )
 _MODULE_HOOK_NAMES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -92,8 +95,7 @@ def same_modes(now: list, before: list) -> bool:
 def global_hooks() -> dict[str, tuple]:
     """The keys of PyTorch's process-wide module hook dicts (private, read only)."""
     return {
-        name: tuple(getattr(torch_module, name))
-        for name in _GLOBAL_HOOK_NAMES if hasattr(torch_module, name)
+        name: tuple(getattr(torch_module, name)) for name in _GLOBAL_HOOK_NAMES if hasattr(torch_module, name)
     }
 
 
@@ -156,8 +158,11 @@ class Baseline:
             problems.append(f"dl.active_rule() is {rule!r} after the trial")
         hooks = global_hooks()
         if hooks != self.hooks:
-            extra = {name: len(keys) - len(self.hooks.get(name, ())) for name, keys in hooks.items()
-                     if keys != self.hooks.get(name)}
+            extra = {
+                name: len(keys) - len(self.hooks.get(name, ()))
+                for name, keys in hooks.items()
+                if keys != self.hooks.get(name)
+            }
             problems.append(f"process-wide module hooks changed (count difference {extra})")
         if self.model is not None:
             problems += self._model_problems()
@@ -174,8 +179,9 @@ class Baseline:
                     problems.append(f"module {name or '<model>'!r} still has {hooks}: {left}")
         training = [(name, module.training) for name, module in self.model.named_modules()]
         if training != self.training:
-            changed = [name or "<model>" for (name, now), (_, was) in zip(training, self.training)
-                       if now != was]
+            changed = [
+                name or "<model>" for (name, now), (_, was) in zip(training, self.training) if now != was
+            ]
             problems.append(f"the training flag of {changed} was not restored")
         try:
             output, grad = self.plain()
@@ -418,17 +424,22 @@ _RETURNS = {dis.opmap[name] for name in ("RETURN_VALUE", "RETURN_CONST") if name
 _POP_BLOCK = dis.opmap.get("POP_BLOCK", 256)  # a real instruction only before Python 3.11
 # Before 3.11 the eval loop runs no signal handler right before these (ceval.c: "Few cases where
 # we skip running signal handlers"); from 3.11 on they are pseudo-instructions.
-_NO_SIGNAL_BEFORE = {dis.opmap[name] for name in ("SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH",
-                                                  "BEFORE_ASYNC_WITH") if dis.opmap.get(name, 256) < 256}
+_NO_SIGNAL_BEFORE = {
+    dis.opmap[name]
+    for name in ("SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH", "BEFORE_ASYNC_WITH")
+    if dis.opmap.get(name, 256) < 256
+}
 _COVERED: dict = {}  # code -> offsets inside an exception-table range (Python 3.11+)
 
 
 def _covered(code) -> set[int] | None:
     if code not in _COVERED:
         entries = getattr(dis.Bytecode(code), "exception_entries", None)  # Python 3.11+
-        _COVERED[code] = None if entries is None else {
-            offset for entry in entries for offset in range(entry.start, entry.end, 2)
-        }
+        _COVERED[code] = (
+            None
+            if entries is None
+            else {offset for entry in entries for offset in range(entry.start, entry.end, 2)}
+        )
     return _COVERED[code]
 
 
@@ -542,8 +553,10 @@ class SweepResult:
 
     def summary(self) -> str:
         """One line of counts, then one line per (site, problems) group: count and first trial."""
-        text = (f"{self.name}: {self.opcodes} deconvlab opcodes, {self.trials} trials, "
-                f"{self.interrupted} interrupted, {len(self.failures)} failed, {self.seconds:.1f} s")
+        text = (
+            f"{self.name}: {self.opcodes} deconvlab opcodes, {self.trials} trials, "
+            f"{self.interrupted} interrupted, {len(self.failures)} failed, {self.seconds:.1f} s"
+        )
         if self.note:
             text += f" ({self.note})"
         for place, trials in self.excused.items():
@@ -590,8 +603,9 @@ def sweep(
             best_effort_cleanup(baseline)
             return result
         result.opcodes = counter.events
-        _sweep(result, scenario, baseline, watchdog, counter.events, max_failures, max_hangs,
-               strict_boundaries)
+        _sweep(
+            result, scenario, baseline, watchdog, counter.events, max_failures, max_hangs, strict_boundaries
+        )
     result.seconds = time.perf_counter() - start
     return result
 
@@ -608,8 +622,14 @@ def checked(
 
 
 def _sweep(
-    result: SweepResult, scenario: Callable[[], object], baseline: Baseline, watchdog: Watchdog,
-    opcodes: int, max_failures: int, max_hangs: int, strict_boundaries: bool,
+    result: SweepResult,
+    scenario: Callable[[], object],
+    baseline: Baseline,
+    watchdog: Watchdog,
+    opcodes: int,
+    max_failures: int,
+    max_hangs: int,
+    strict_boundaries: bool,
 ) -> None:
     hangs = 0
     for k in range(opcodes):

@@ -10,18 +10,45 @@ from tools.notebook_source import imported_modules, python_source
 
 # ipywidgets 8-only API (Colab has ipywidgets 7): widgets, and traits/keywords
 IPYWIDGETS8_ONLY_WIDGETS = {
-    "TagsInput", "ColorsInput", "FloatsInput", "IntsInput", "Stack",
-    "DatetimePicker", "NaiveDatetimePicker", "TimePicker",
+    "TagsInput",
+    "ColorsInput",
+    "FloatsInput",
+    "IntsInput",
+    "Stack",
+    "DatetimePicker",
+    "NaiveDatetimePicker",
+    "TimePicker",
 }
 IPYWIDGETS8_ONLY_TRAITS = {
-    "tooltip", "description_allow_html", "titles",
-    "text_color", "font_size", "font_weight", "font_style", "font_variant", "text_decoration",
+    "tooltip",
+    "description_allow_html",
+    "titles",
+    "text_color",
+    "font_size",
+    "font_weight",
+    "font_style",
+    "font_variant",
+    "text_decoration",
 }
 # widget libraries that need their own front-end extension (absent on Colab and Binder)
 THIRD_PARTY_WIDGETS = {
-    "ipympl", "bqplot", "ipycanvas", "ipyvolume", "ipyleaflet", "ipyevents", "ipydatawidgets",
-    "pythreejs", "ipyvuetify", "ipyvue", "anywidget", "ipyfilechooser", "ipyaggrid", "qgrid",
-    "jupyter_bbox_widget", "plotly", "ipydatagrid",
+    "ipympl",
+    "bqplot",
+    "ipycanvas",
+    "ipyvolume",
+    "ipyleaflet",
+    "ipyevents",
+    "ipydatawidgets",
+    "pythreejs",
+    "ipyvuetify",
+    "ipyvue",
+    "anywidget",
+    "ipyfilechooser",
+    "ipyaggrid",
+    "qgrid",
+    "jupyter_bbox_widget",
+    "plotly",
+    "ipydatagrid",
 }
 _MATPLOTLIB_WIDGET = re.compile(r"run_line_magic\('matplotlib', '(widget|ipympl|notebook)'\)")
 
@@ -44,8 +71,11 @@ def _eight_only_keywords(call: ast.Call) -> Iterator[str]:
         if kw.arg in IPYWIDGETS8_ONLY_TRAITS:
             yield kw.arg
         if kw.arg == "style" and isinstance(kw.value, ast.Dict):
-            yield from (k.value for k in kw.value.keys if isinstance(k, ast.Constant)
-                        and k.value in IPYWIDGETS8_ONLY_TRAITS)
+            yield from (
+                k.value
+                for k in kw.value.keys
+                if isinstance(k, ast.Constant) and k.value in IPYWIDGETS8_ONLY_TRAITS
+            )
 
 
 def ipywidgets8_only_uses(tree: ast.AST) -> Iterator[str]:
@@ -70,13 +100,20 @@ def ipywidgets8_only_uses(tree: ast.AST) -> Iterator[str]:
         return isinstance(func, ast.Name) and func.id in imported
 
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id in aliases and node.attr in IPYWIDGETS8_ONLY_WIDGETS):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr in IPYWIDGETS8_ONLY_WIDGETS
+        ):
             yield node.attr
         elif isinstance(node, ast.Call) and is_widget_class(node.func):
             yield from _eight_only_keywords(node)
-        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
-              and node.attr in {"tooltip", "description_allow_html"}):
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and node.attr in {"tooltip", "description_allow_html"}
+        ):
             yield node.attr
 
 

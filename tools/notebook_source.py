@@ -21,8 +21,11 @@ def code_cells(nb_path: Path) -> list[str]:
         One string per code cell, in order.
     """
     nb = json.loads(Path(nb_path).read_text(encoding="utf-8"))
-    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-            for c in nb["cells"] if c["cell_type"] == "code"]
+    return [
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+    ]
 
 
 def python_source(cell_source: str) -> str:

@@ -68,10 +68,15 @@ def _energy_on_objects(pair: Tensor, masks: Tensor) -> np.ndarray:
 
     ``pair`` is ``(N, T, C, H, W)``, ``masks`` ``(N, O, H, W)``.
     """
-    return np.stack([
-        np.stack([mask_energy_fraction(pair[:, t], masks[:, o]).numpy() for o in range(masks.shape[1])], 1)
-        for t in range(pair.shape[1])
-    ], 1)
+    return np.stack(
+        [
+            np.stack(
+                [mask_energy_fraction(pair[:, t], masks[:, o]).numpy() for o in range(masks.shape[1])], 1
+            )
+            for t in range(pair.shape[1])
+        ],
+        1,
+    )
 
 
 def class_sensitivity(

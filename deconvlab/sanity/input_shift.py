@@ -34,8 +34,16 @@ class ShiftedInputConv2d(nn.Module):
         self.padding = tuple(p for p in conv.padding[::-1] for _ in range(2))  # F.pad order
         (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
         self.conv = nn.Conv2d(
-            conv.in_channels, conv.out_channels, (kh, kw), (sh, sw), 0,
-            (dh, dw), conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
+            conv.in_channels,
+            conv.out_channels,
+            (kh, kw),
+            (sh, sw),
+            0,
+            (dh, dw),
+            conv.groups,
+            bias=True,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
         )
         new_bias = bias_of(self.conv)
         with torch.no_grad():
@@ -139,6 +147,12 @@ def input_shift(
     changed = {rule: changed_fraction(maps[rule], shifted_maps[rule]) for rule in rules}
     ixg = relative_difference(images * maps["gradient"], (images + shift) * shifted_maps["gradient"])
     return ShiftResult(
-        float(shift), images.dtype, float((out - out_shifted).abs().max()), diff, changed, ixg,
-        {rule: maps[rule] for rule in rules}, {rule: shifted_maps[rule] for rule in rules},
+        float(shift),
+        images.dtype,
+        float((out - out_shifted).abs().max()),
+        diff,
+        changed,
+        ixg,
+        {rule: maps[rule] for rule in rules},
+        {rule: shifted_maps[rule] for rule in rules},
     )

@@ -51,8 +51,9 @@ def _draw_reference(ax, result: CascadeResult, reference: ReferenceTable, colour
             row = reference.row(rule)
         except KeyError:
             continue
-        ax.plot(range(len(stages)), [row[s] for s in stages], "s--", color=colour[rule],
-                label=rule_label(rule))
+        ax.plot(
+            range(len(stages)), [row[s] for s in stages], "s--", color=colour[rule], label=rule_label(rule)
+        )
     ax.set_xticks(range(len(stages)), stages, rotation=45, ha="right", fontsize=8)
     ax.set_title("published: MNIST CNN, Spearman |map|", fontsize=10)
     ax.axhline(0, color="0.6", lw=0.8)

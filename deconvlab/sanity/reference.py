@@ -87,8 +87,9 @@ def html_table(rows: Mapping[str, Mapping[str, float]], fmt: str = ".2f", captio
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["", *columns])
     body = "".join(
         f"<tr><td>{html.escape(name)}</td>"
-        + "".join(f"<td style='text-align:right'>{row[c]:{fmt}}</td>" if c in row else "<td></td>"
-                  for c in columns)
+        + "".join(
+            f"<td style='text-align:right'>{row[c]:{fmt}}</td>" if c in row else "<td></td>" for c in columns
+        )
         + "</tr>"
         for name, row in rows.items()
     )

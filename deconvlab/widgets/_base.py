@@ -70,12 +70,16 @@ class Explorer:
     view: widgets.Widget
     widget: widgets.Widget
 
-    def _connect(self, controls: Mapping[str, widgets.Widget], view: widgets.Widget,
-                 layout: widgets.Widget | None = None) -> None:
+    def _connect(
+        self,
+        controls: Mapping[str, widgets.Widget],
+        view: widgets.Widget,
+        layout: widgets.Widget | None = None,
+    ) -> None:
         self.controls = dict(controls)
         self.view = view
-        self.widget = layout if layout is not None else widgets.VBox(
-            [widgets.HBox(list(self.controls.values())), view]
+        self.widget = (
+            layout if layout is not None else widgets.VBox([widgets.HBox(list(self.controls.values())), view])
         )
         self.last_redraw_seconds = 0.0
         for control in self.controls.values():

@@ -60,8 +60,7 @@ def _classes_of(name: str, value: object, count: int | None, classes: int) -> Te
     bad = (indices < 0) | (indices >= classes)
     if bool(bad.any()):
         raise IndexError(
-            f"{name} holds the class {int(indices[bad][0])}, out of range for a model with "
-            f"{classes} classes"
+            f"{name} holds the class {int(indices[bad][0])}, out of range for a model with {classes} classes"
         )
     return indices.long()
 
@@ -173,18 +172,28 @@ class CNNExplorer(Explorer):
             "image": widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
             "target": widgets.Dropdown(
                 options=[("predicted", "predicted")] + [(f"{t}: {self.classes[t]}", int(t)) for t in targets],
-                value="predicted", description="target"),
-            "rule": widgets.ToggleButtons(options=[(rule.label, rule.name) for rule in BUILTIN_RULES],
-                                          value="guided_backprop", description="overlay"),
-            "layer": widgets.Dropdown(options=["input", *self.layers], value="input",
-                                      description="signal at"),
+                value="predicted",
+                description="target",
+            ),
+            "rule": widgets.ToggleButtons(
+                options=[(rule.label, rule.name) for rule in BUILTIN_RULES],
+                value="guided_backprop",
+                description="overlay",
+            ),
+            "layer": widgets.Dropdown(
+                options=["input", *self.layers], value="input", description="signal at"
+            ),
         }
         self.caption = widgets.HTML()
         image = widgets.Image(format="png")
-        layout = widgets.VBox([
-            widgets.HBox([controls["image"], controls["target"], controls["layer"]]),
-            controls["rule"], self.caption, image,
-        ])
+        layout = widgets.VBox(
+            [
+                widgets.HBox([controls["image"], controls["target"], controls["layer"]]),
+                controls["rule"],
+                self.caption,
+                image,
+            ]
+        )
         self._connect(controls, image, layout)
 
     # -- computation (cached) ------------------------------------------------------------------
@@ -209,8 +218,9 @@ class CNNExplorer(Explorer):
         target = self.controls["target"].value
         return int(self.predictions[self.controls["image"].value]) if target == "predicted" else int(target)
 
-    def maps(self, index: int | None = None, target: int | None = None,
-             layer: str | None = None) -> dict[str, Tensor]:
+    def maps(
+        self, index: int | None = None, target: int | None = None, layer: str | None = None
+    ) -> dict[str, Tensor]:
         """The three signals ``{rule: (C, h, w)}`` for an image, class and layer (cached).
 
         Defaults are the controls' current values. One forward pass and three backward passes
@@ -221,8 +231,13 @@ class CNNExplorer(Explorer):
         layer = self.controls["layer"].value if layer is None else layer
         key = (index, target, layer)
         if key not in self._cache:
-            signals = attribute(self.model, self.images[index:index + 1], target, rules=BUILTIN_NAMES,
-                                layer=None if layer == "input" else layer)
+            signals = attribute(
+                self.model,
+                self.images[index : index + 1],
+                target,
+                rules=BUILTIN_NAMES,
+                layer=None if layer == "input" else layer,
+            )
             self._cache[key] = {rule: signal[0] for rule, signal in signals.items()}
             self.computed += 1
         return self._cache[key]
@@ -278,19 +293,24 @@ class CNNExplorer(Explorer):
         parts = []
         if self.labels is not None:
             parts.append(f"true: <b>{html.escape(self.classes[int(self.labels[index])])}</b>")
-        parts.append(f"predicted: <b>{html.escape(self.classes[pred])}</b> "
-                     f"(p = {float(self.probabilities[index]):.2f})")
+        parts.append(
+            f"predicted: <b>{html.escape(self.classes[pred])}</b> "
+            f"(p = {float(self.probabilities[index]):.2f})"
+        )
         parts.append(f"explaining: <b>{html.escape(self.classes[target])}</b>")
         where = "input pixels" if layer == "input" else f"layer {html.escape(layer)} (channel-max |signal|)"
-        line2 = (f"Panels: input{' with ground-truth outline' if self.masks is not None else ''} · "
-                 + " · ".join(rule.label for rule in BUILTIN_RULES)
-                 + f" · {rule_label(chosen)} over the image. Signal at {where}.")
+        line2 = (
+            f"Panels: input{' with ground-truth outline' if self.masks is not None else ''} · "
+            + " · ".join(rule.label for rule in BUILTIN_RULES)
+            + f" · {rule_label(chosen)} over the image. Signal at {where}."
+        )
         if self.masks is not None:
             maps = self.maps()
             mask = self.masks[index]
             fractions = ", ".join(
                 f"{rule.label} {float(mask_energy_fraction(maps[rule.name], mask)[0]):.2f}"
-                for rule in BUILTIN_RULES)
+                for rule in BUILTIN_RULES
+            )
             area = float(self.masks[index].float().mean())
             line2 += f"<br>Energy on the object: {fractions} (object area: {area:.2f})."
         return " · ".join(parts) + "<br>" + line2

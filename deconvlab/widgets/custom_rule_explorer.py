@@ -162,14 +162,20 @@ class CustomRuleExplorer(Explorer):
         self.readout = widgets.HTML()
         self._scale = scale
         builtin_panels = [
-            self._panel(rule_heading(rule),
-                        widgets.Image(format="png", value=png_bytes(signed_image(signal[0]), scale)))
+            self._panel(
+                rule_heading(rule),
+                widgets.Image(format="png", value=png_bytes(signed_image(signal[0]), scale)),
+            )
             for rule, signal in self.builtin_maps.items()
         ]
-        panels = [self._panel("<b>input</b>", self._image), *builtin_panels,
-                  self._panel(f"<b>{name}</b> {equation}", self._picture)]
-        slider = widgets.FloatSlider(value=value, min=low, max=high, step=step, description=parameter,
-                                     readout_format=".2f")
+        panels = [
+            self._panel("<b>input</b>", self._image),
+            *builtin_panels,
+            self._panel(f"<b>{name}</b> {equation}", self._picture),
+        ]
+        slider = widgets.FloatSlider(
+            value=value, min=low, max=high, step=step, description=parameter, readout_format=".2f"
+        )
         try:  # the first draw is the first call of the user's function
             self._connect({parameter: slider}, widgets.VBox([widgets.HBox(panels), self.readout]))
         except TypeError as error:

@@ -91,8 +91,9 @@ class InputExplorer(Explorer):
         n = images.shape[0]
         self._inputs = [png_bytes(as_image(images[i], imagenet), scale) for i in range(n)]
         self._pngs = {
-            name: {rule: [png_bytes(signed_image(maps[rule][i]), scale) for i in range(n)]
-                   for rule in self.rules}
+            name: {
+                rule: [png_bytes(signed_image(maps[rule][i]), scale) for i in range(n)] for rule in self.rules
+            }
             for name, maps in self.maps.items()
         }
         self.images_view = {key: widgets.Image(format="png") for key in ("input", *self.rules)}
@@ -132,6 +133,5 @@ class InputExplorer(Explorer):
             for rule, diff in self.difference_from_first().items()
         )
         self.readout.value = (
-            f"<p>{self.model_name}, input {i}: max |map − map of input 0| per rule</p>"
-            f"<table>{rows}</table>"
+            f"<p>{self.model_name}, input {i}: max |map − map of input 0| per rule</p><table>{rows}</table>"
         )

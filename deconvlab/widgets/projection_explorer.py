@@ -134,8 +134,9 @@ class ProjectionExplorer(Explorer):
         options = [(f"{i + 1}: {name}", name) for i, name in enumerate(self.layers)]
         controls = {
             "layer": widgets.SelectionSlider(options=options, value=first, description="layer"),
-            "channel": widgets.IntSlider(value=0, min=0, max=self.maxima[first].shape[0] - 1,
-                                         description="channel"),
+            "channel": widgets.IntSlider(
+                value=0, min=0, max=self.maxima[first].shape[0] - 1, description="channel"
+            ),
             "zoom": widgets.Checkbox(value=False, description="zoom into the receptive field"),
         }
         self.caption = widgets.HTML()
@@ -145,8 +146,9 @@ class ProjectionExplorer(Explorer):
 
     # -- computation (cached) ------------------------------------------------------------------
 
-    def projections(self, layer: str | None = None,
-                    channel: int | None = None) -> tuple[TopActivations, dict[str, Tensor]]:
+    def projections(
+        self, layer: str | None = None, channel: int | None = None
+    ) -> tuple[TopActivations, dict[str, Tensor]]:
         """Top-``k`` ranking and ``{rule: (k, 3, H, W)}`` projections (defaults: the sliders).
 
         One forward pass of ``k`` images and one backward pass per rule on a miss; cached.
@@ -155,16 +157,18 @@ class ProjectionExplorer(Explorer):
         channel = self.controls["channel"].value if channel is None else int(channel)
         key = (layer, channel)
         if key not in self._signals:
-            top, signals = project_top(self.model, self.images, layer, channel, self.k, self.rules,
-                                       maxima=self.maxima[layer])
+            top, signals = project_top(
+                self.model, self.images, layer, channel, self.k, self.rules, maxima=self.maxima[layer]
+            )
             self._signals[key] = (top, signals)
             self.computed += 1
         self._signals.move_to_end(key)
         _evict(self._signals, self.cache_size)
         return self._signals[key]
 
-    def picture(self, layer: str | None = None, channel: int | None = None,
-                zoom: bool | None = None) -> bytes:
+    def picture(
+        self, layer: str | None = None, channel: int | None = None, zoom: bool | None = None
+    ) -> bytes:
         """The PNG for a layer, channel and zoom setting (defaults: the controls); cached."""
         layer = self.controls["layer"].value if layer is None else layer
         channel = self.controls["channel"].value if channel is None else int(channel)
@@ -183,8 +187,10 @@ class ProjectionExplorer(Explorer):
         """Rows: images (receptive field of the strongest unit boxed), then one row per rule."""
         size = (self.images.shape[-2], self.images.shape[-1])
         field = self.fields[layer]
-        boxes = [field.box(position, size) if field is not None else (0, size[0], 0, size[1])
-                 for position in top.positions.tolist()]
+        boxes = [
+            field.box(position, size) if field is not None else (0, size[0], 0, size[1])
+            for position in top.positions.tolist()
+        ]
         zoom = zoom and field is not None
         rows = []
         row = []
@@ -200,7 +206,7 @@ class ProjectionExplorer(Explorer):
         out = np.ones((len(rows) * (h + gap) - gap, len(rows[0]) * (w + gap) - gap, 3), np.float32)
         for r, tiles in enumerate(rows):
             for c, tile in enumerate(tiles):
-                out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tile
+                out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
         return out
 
     def _caption(self, layer: str, channel: int, top: TopActivations) -> str:
@@ -210,8 +216,10 @@ class ProjectionExplorer(Explorer):
         rf = f"; receptive field {field.size[0]}×{field.size[1]} px ({zoomed})" if field is not None else ""
         rows = " · ".join(f"row {i + 2}: {viz.rule_label(r)}" for i, r in enumerate(self.rules))
         silent = "" if float(top.values[0]) > 0 else " <b>This channel never fires on these images.</b>"
-        return (f"<b>{html.escape(layer)}</b>, channel <b>{channel}</b>: strongest activations {values}"
-                f"{rf}.{silent}<br>row 1: the top {len(top.values)} images · {rows}")
+        return (
+            f"<b>{html.escape(layer)}</b>, channel <b>{channel}</b>: strongest activations {values}"
+            f"{rf}.{silent}<br>row 1: the top {len(top.values)} images · {rows}"
+        )
 
     def redraw(self, changed: widgets.Widget | None) -> None:
         """On a layer move, fit the channel slider to the layer; then show the cached picture."""
@@ -231,4 +239,3 @@ class ProjectionExplorer(Explorer):
         top, _ = self.projections(layer, channel)
         self.view.value = self.picture(layer, channel)
         self.caption.value = self._caption(layer, channel, top)
-

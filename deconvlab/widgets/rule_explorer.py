@@ -50,7 +50,7 @@ def _plane_rgb(values: np.ndarray, extent: float, scale: int) -> np.ndarray:
 
 
 def _disc_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
-    dy, dx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     inside = dy**2 + dx**2 <= radius**2
     return dy[inside], dx[inside]
 
@@ -103,8 +103,7 @@ class RuleExplorer(Explorer):
         resolution, scale = as_int("resolution", resolution, 3, 2001), check_scale(scale)
         if resolution * scale > 2048:
             raise ValueError(
-                f"resolution * scale = {resolution * scale} pixels per plane; keep it at most "
-                "2048"
+                f"resolution * scale = {resolution * scale} pixels per plane; keep it at most 2048"
             )
         x, p = as_real("x", x), as_real("p", p)
         for name, value in (("x", x), ("p", p)):
@@ -119,13 +118,26 @@ class RuleExplorer(Explorer):
         self.readout = widgets.HTML()
         step = 2 * self.extent / (self.resolution - 1) * 2
         sliders = {
-            name: widgets.FloatSlider(value=value, min=-self.extent, max=self.extent, step=step,
-                                      description=name, readout_format=".2f")
+            name: widgets.FloatSlider(
+                value=value,
+                min=-self.extent,
+                max=self.extent,
+                step=step,
+                description=name,
+                readout_format=".2f",
+            )
             for name, value in (("x", x), ("p", p))
         }
         panels = [
-            widgets.VBox([widgets.HTML(f"<b>{html.escape(self.rules[name].label)}</b>: ReLU*(x, p) = "
-                                       f"{html.escape(self.rules[name].equation)}"), image])
+            widgets.VBox(
+                [
+                    widgets.HTML(
+                        f"<b>{html.escape(self.rules[name].label)}</b>: ReLU*(x, p) = "
+                        f"{html.escape(self.rules[name].equation)}"
+                    ),
+                    image,
+                ]
+            )
             for name, image in self.images.items()
         ]
         caption = widgets.HTML(
@@ -174,8 +186,12 @@ class RuleExplorer(Explorer):
         )
 
 
-def plot_rule_planes(rules: Sequence[RuleLike] = BUILTIN_NAMES, extent: float = 1.0,
-                     resolution: int = 81, point: tuple[float, float] | None = None):
+def plot_rule_planes(
+    rules: Sequence[RuleLike] = BUILTIN_NAMES,
+    extent: float = 1.0,
+    resolution: int = 81,
+    point: tuple[float, float] | None = None,
+):
     """The rules over the ``(x, p)`` plane with labelled axes (a matplotlib ``Figure``).
 
     ``point=(x, p)`` marks one point on every panel.
@@ -185,8 +201,14 @@ def plot_rule_planes(rules: Sequence[RuleLike] = BUILTIN_NAMES, extent: float = 
     fig = Figure(figsize=(3.2 * len(rules), 3.2), layout="constrained")
     axes = fig.subplots(1, len(rules), squeeze=False)[0]
     for ax, rule in zip(axes, map(get_rule, rules)):
-        shown = ax.imshow(rule_plane(rule, extent, resolution), cmap=_CMAP, vmin=-extent, vmax=extent,
-                          extent=(-extent, extent, -extent, extent), interpolation="nearest")
+        shown = ax.imshow(
+            rule_plane(rule, extent, resolution),
+            cmap=_CMAP,
+            vmin=-extent,
+            vmax=extent,
+            extent=(-extent, extent, -extent, extent),
+            interpolation="nearest",
+        )
         ax.axhline(0, color="0.45", lw=0.8)
         ax.axvline(0, color="0.45", lw=0.8)
         if point is not None:

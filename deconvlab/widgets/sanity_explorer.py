@@ -229,8 +229,9 @@ class RandomisationExplorer(Explorer):
                 f"result must be a CascadeResult (from deconvlab.sanity.cascading_randomisation), "
                 f"got {type(result).__name__}"
             )
-        if stage_labels is not None and (isinstance(stage_labels, str)
-                                         or not isinstance(stage_labels, Sequence)):
+        if stage_labels is not None and (
+            isinstance(stage_labels, str) or not isinstance(stage_labels, Sequence)
+        ):
             raise TypeError(f"stage_labels must be a list of labels, one per stage, got {stage_labels!r:.60}")
         scale = check_scale(scale)
         self.result = result

@@ -50,8 +50,10 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="session")
 def chromium_executable() -> Path:
     if not CHROMIUM.exists():
-        _unavailable(f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y "
-                     "chromium` (CI does this in .ci/run), or point DECONVLAB_CHROMIUM at one")
+        _unavailable(
+            f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y "
+            "chromium` (CI does this in .ci/run), or point DECONVLAB_CHROMIUM at one"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:

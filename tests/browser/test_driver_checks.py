@@ -18,7 +18,7 @@ SLIDER = (
     '<div class="noUi-origin"><div class="noUi-handle noUi-handle-lower" role="slider" '
     'aria-valuemin="0.0" aria-valuemax="12.0" aria-valuenow="3.0"><div class="noUi-touch-area">'
     '</div></div></div></div></div></div><div class="widget-readout" contenteditable="true">3</div>'
-    '</div>'
+    "</div>"
 )
 LABEL = '<div class="lm-Widget jupyter-widgets widget-inline-hbox widget-label">value 3</div>'
 # ipywidgets 8's ErrorWidgetView, shown where a model's module cannot be loaded (here: an
@@ -27,25 +27,33 @@ ERROR_BOX = (
     '<div class="lm-Widget jupyter-widgets"><div class="jupyter-widgets-error-widget icon-error">'
     '<svg role="img" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 48 48"><g><path d="M 8 21">'
     '</path></g></svg><pre style="text-align: center;">Click to show javascript error.</pre>'
-    '</div></div>'
+    "</div></div>"
 )
 
 
 def box(*children: str) -> str:
-    return ('<div class="lm-Widget lm-Panel jupyter-widgets widget-container widget-box '
-            f'widget-vbox">{"".join(children)}</div>')
+    return (
+        '<div class="lm-Widget lm-Panel jupyter-widgets widget-container widget-box '
+        f'widget-vbox">{"".join(children)}</div>'
+    )
 
 
 def output_widget(*outputs: str) -> str:
     inner = "".join(
         f'<div class="jp-OutputArea-child"><div class="jp-OutputArea-output" '
-        f'data-mime-type="{mime}"><pre>{text}</pre></div></div>' for mime, text in outputs)
-    return f'<div class="lm-Widget jupyter-widgets widget-output"><div class="jp-OutputArea">{inner}</div></div>'
+        f'data-mime-type="{mime}"><pre>{text}</pre></div></div>'
+        for mime, text in outputs
+    )
+    return (
+        f'<div class="lm-Widget jupyter-widgets widget-output"><div class="jp-OutputArea">{inner}</div></div>'
+    )
 
 
 STDERR = "application/vnd.jupyter.stderr"
-TRACEBACK = ("-----\nValueError    Traceback (most recent call last)\nCell In[3], line 2\n"
-             "ValueError: the observer fails on purpose")
+TRACEBACK = (
+    "-----\nValueError    Traceback (most recent call last)\nCell In[3], line 2\n"
+    "ValueError: the observer fails on purpose"
+)
 
 
 # ---- error boxes and other outputs that are not a working widget ----------------------------
@@ -66,12 +74,15 @@ def test_the_error_box_fails_even_inside_a_rendered_box():
     assert widget_checks.output_facts(box(ERROR_BOX, LABEL)).sliders == 0
 
 
-@pytest.mark.parametrize("html", [
-    "Error displaying widget: model not found",
-    "Error displaying widget",
-    '<div class="jupyter-widgets widget-error">Something failed</div>',
-    box(LABEL, '<div class="jupyter-widgets">Click to show Javascript Error.</div>'),
-])
+@pytest.mark.parametrize(
+    "html",
+    [
+        "Error displaying widget: model not found",
+        "Error displaying widget",
+        '<div class="jupyter-widgets widget-error">Something failed</div>',
+        box(LABEL, '<div class="jupyter-widgets">Click to show Javascript Error.</div>'),
+    ],
+)
 def test_error_texts_and_classes_fail(html):
     problems = widget_checks.output_problems(None, html)
     assert [p.split(":")[0] for p in problems] == ["widget error box"], problems
@@ -111,29 +122,40 @@ def test_slider_shortfall():
     assert widget_checks.slider_shortfall(["IntSlider"], 1) is None
     assert widget_checks.slider_shortfall(["IntSlider"], 2) is None  # one slider shown twice
     message = widget_checks.slider_shortfall(["IntSlider", "SelectionSlider", "IntSlider"], 2)
-    assert message.startswith("the kernel built 3 slider(s) (2 IntSlider, 1 SelectionSlider) "
-                              "but 2 rendered"), message
+    assert message.startswith(
+        "the kernel built 3 slider(s) (2 IntSlider, 1 SelectionSlider) but 2 rendered"
+    ), message
 
 
 def test_scan_counts_sliders_across_outputs_and_ignores_broken_ones():
-    scan = WidgetScan([
-        (2, {"index": 0, "mime": None, "html": box(LABEL)}),
-        (4, {"index": 0, "mime": None, "html": box(SLIDER, SLIDER, LABEL)}),
-        (4, {"index": 1, "mime": None, "html": box(ERROR_BOX)}),
-        (6, {"index": 0, "mime": "text/plain", "html": SLIDER}),  # not a widget view
-    ])
+    scan = WidgetScan(
+        [
+            (2, {"index": 0, "mime": None, "html": box(LABEL)}),
+            (4, {"index": 0, "mime": None, "html": box(SLIDER, SLIDER, LABEL)}),
+            (4, {"index": 1, "mime": None, "html": box(ERROR_BOX)}),
+            (6, {"index": 0, "mime": "text/plain", "html": SLIDER}),  # not a widget view
+        ]
+    )
     assert scan.sliders == 2
     assert scan.first_slider_cell == 4
     assert not scan.transient
     assert [p.split(":")[0] for p in scan.problems()] == [
-        "widget in cell 4, output 1", "widget in cell 6, output 0"]
+        "widget in cell 4, output 1",
+        "widget in cell 6, output 0",
+    ]
     assert widget_checks.slider_shortfall(["IntSlider"] * 3, scan.sliders)
 
 
 def test_the_kernel_expression_lists_live_sliders_only():
     widgets = pytest.importorskip("ipywidgets")
-    built = [widgets.IntSlider(), widgets.FloatLogSlider(), widgets.SelectionSlider(options=[1, 2]),
-             widgets.IntRangeSlider(), widgets.Play(), widgets.Label("x")]
+    built = [
+        widgets.IntSlider(),
+        widgets.FloatLogSlider(),
+        widgets.SelectionSlider(options=[1, 2]),
+        widgets.IntRangeSlider(),
+        widgets.Play(),
+        widgets.Label("x"),
+    ]
     closed = widgets.FloatSlider()
     closed.close()
     try:
@@ -151,7 +173,8 @@ def test_the_kernel_expression_lists_live_sliders_only():
 def test_a_kernel_that_cannot_answer_is_a_problem():
     with pytest.raises(RuntimeError, match="NameError: name 'm' is not defined"):
         kernel_query.sliders_from_reply(
-            {"status": "error", "ename": "NameError", "evalue": "name 'm' is not defined"})
+            {"status": "error", "ename": "NameError", "evalue": "name 'm' is not defined"}
+        )
     with pytest.raises(RuntimeError, match="no reply"):
         kernel_query.sliders_from_reply(None)
 
@@ -160,8 +183,10 @@ def test_a_kernel_that_cannot_answer_is_a_problem():
 
 
 def test_server_log_tracebacks_and_restarts():
-    text = ("[I 12:00] Kernel started\nTraceback (most recent call last):\n  File \"x.py\"\n"
-            "ValueError: boom\n[W 12:01] AsyncIOLoopKernelRestarter: restarting kernel (1/5)\n")
+    text = (
+        '[I 12:00] Kernel started\nTraceback (most recent call last):\n  File "x.py"\n'
+        "ValueError: boom\n[W 12:01] AsyncIOLoopKernelRestarter: restarting kernel (1/5)\n"
+    )
     found = server_logs.server_log_problems(text)
     assert found[0] == "Traceback (most recent call last): ... ValueError: boom"
     assert found[1].startswith("the kernel died and was restarted")
@@ -169,9 +194,12 @@ def test_server_log_tracebacks_and_restarts():
 
 
 def test_kernel_error_entries_skip_the_benign_one():
-    text = ("Comm: No such comm target registered: jupyter.widget\n"
-            "Comm: Exception in comm_msg\n    Traceback\n    ValueError: boom\n"
-            "traceback shown: ValueError: the observer fails on purpose\n")
+    text = (
+        "Comm: No such comm target registered: jupyter.widget\n"
+        "Comm: Exception in comm_msg\n    Traceback\n    ValueError: boom\n"
+        "traceback shown: ValueError: the observer fails on purpose\n"
+    )
     assert server_logs.kernel_error_entries(text) == [
         "Comm: Exception in comm_msg ... ValueError: boom",
-        "traceback shown: ValueError: the observer fails on purpose"]
+        "traceback shown: ValueError: the observer fails on purpose",
+    ]

@@ -129,7 +129,10 @@ def _write_notebook(lab, name: str, cells: list[str]) -> str:
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}")]
     nb.cells += [nbformat.v4.new_code_cell(src) for src in cells]
     nb.metadata["kernelspec"] = {
-        "name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     folder = lab.root / "_harness"
     folder.mkdir(exist_ok=True)
     nbformat.write(nb, folder / name)
@@ -158,7 +161,8 @@ def test_harness_image_slider(notebook_driver, jupyter_lab):
 
 def test_harness_text_slider(notebook_driver, jupyter_lab):
     run = notebook_driver.run(
-        _write_notebook(jupyter_lab, "text_slider.ipynb", TEXT_SLIDER_NOTEBOOK), record=False)
+        _write_notebook(jupyter_lab, "text_slider.ipynb", TEXT_SLIDER_NOTEBOOK), record=False
+    )
     run.assert_ok()
     # the slider starts at its maximum, so the harness must move it left
     assert run.report.slider_view.startswith("text")
@@ -166,8 +170,7 @@ def test_harness_text_slider(notebook_driver, jupyter_lab):
 
 
 def test_harness_reports_errors(notebook_driver, jupyter_lab):
-    run = notebook_driver.run(
-        _write_notebook(jupyter_lab, "error.ipynb", ERROR_NOTEBOOK), record=False)
+    run = notebook_driver.run(_write_notebook(jupyter_lab, "error.ipynb", ERROR_NOTEBOOK), record=False)
     problems = "\n".join(run.problems())
     assert "ValueError: this cell fails on purpose" in problems
     assert "not executed: [3]" in problems  # run-all stops at the failing cell
@@ -176,7 +179,9 @@ def test_harness_reports_errors(notebook_driver, jupyter_lab):
 def test_harness_reports_broken_widgets(notebook_driver, jupyter_lab):
     run = notebook_driver.run(
         _write_notebook(jupyter_lab, "broken_widget.ipynb", BROKEN_WIDGET_NOTEBOOK),
-        record=False, settle_timeout_s=5)
+        record=False,
+        settle_timeout_s=5,
+    )
     assert any("Error displaying widget" in p for p in run.problems()), run.problems()
 
 
@@ -184,7 +189,9 @@ def test_harness_reports_an_error_box(notebook_driver, jupyter_lab):
     """The ipywidgets 7 kernel / ipywidgets 8 front end mismatch: an error box, no slider."""
     run = notebook_driver.run(
         _write_notebook(jupyter_lab, "ipywidgets7_slider.ipynb", IPYWIDGETS7_SLIDER_NOTEBOOK),
-        record=False, settle_timeout_s=5)
+        record=False,
+        settle_timeout_s=5,
+    )
     problems = run.problems()
     assert any("widget error box" in p and "javascript error" in p for p in problems), problems
     assert any("built 1 slider(s) (1 Ipywidgets7Slider) but 0 rendered" in p for p in problems), problems
@@ -194,18 +201,22 @@ def test_harness_reports_an_error_box(notebook_driver, jupyter_lab):
 def test_harness_reports_a_slider_never_shown(notebook_driver, jupyter_lab):
     run = notebook_driver.run(
         _write_notebook(jupyter_lab, "unshown_slider.ipynb", UNSHOWN_SLIDER_NOTEBOOK),
-        record=False, settle_timeout_s=5)
+        record=False,
+        settle_timeout_s=5,
+    )
     assert run.report.sliders_built == ["IntSlider", "IntSlider"]
     assert run.report.sliders == 1
     assert run.report.slider_round_trip_ms is not None  # the shown slider works...
-    assert any("built 2 slider(s) (2 IntSlider) but 1 rendered" in p  # ...the other is missing
-               for p in run.problems()), run.problems()
+    assert any(
+        "built 2 slider(s) (2 IntSlider) but 1 rendered" in p  # ...the other is missing
+        for p in run.problems()
+    ), run.problems()
 
 
 def test_harness_reports_callback_errors(notebook_driver, jupyter_lab):
     run = notebook_driver.run(
-        _write_notebook(jupyter_lab, "callback_error.ipynb", CALLBACK_ERROR_NOTEBOOK),
-        record=False)
+        _write_notebook(jupyter_lab, "callback_error.ipynb", CALLBACK_ERROR_NOTEBOOK), record=False
+    )
     assert run.report.slider_round_trip_ms is not None  # the label did change...
     # ...but the exception in the observer is reported
     assert any("the observer fails on purpose" in p for p in run.problems()), run.problems()
@@ -214,8 +225,11 @@ def test_harness_reports_callback_errors(notebook_driver, jupyter_lab):
 def test_harness_reports_a_missing_widget_front_end(driver_without_widget_manager):
     """What nbval cannot see: the same notebook, with JupyterLab's widget manager disabled."""
     driver = driver_without_widget_manager
-    run = driver.run(_write_notebook(driver.lab, "no_widget_manager.ipynb", SLIDER_NOTEBOOK),
-                     record=False, settle_timeout_s=5)
+    run = driver.run(
+        _write_notebook(driver.lab, "no_widget_manager.ipynb", SLIDER_NOTEBOOK),
+        record=False,
+        settle_timeout_s=5,
+    )
     problems = run.problems()
     assert any("text/plain" in p and "VBox(" in p for p in problems), problems
     assert run.report.sliders == 0  # nothing to move: the student sees only the repr

@@ -12,5 +12,14 @@ from tools.jupyterlab_driver.report import NotebookReport, summary_lines, write_
 from tools.jupyterlab_driver.server import JupyterLab
 from tools.jupyterlab_driver.slider_timing import SLIDER_MOVES
 
-__all__ = ["SLIDER_MOVES", "JupyterLab", "NotebookDriver", "NotebookReport", "NotebookRun",
-           "launch", "summary_lines", "versions", "write_json"]
+__all__ = [
+    "SLIDER_MOVES",
+    "JupyterLab",
+    "NotebookDriver",
+    "NotebookReport",
+    "NotebookRun",
+    "launch",
+    "summary_lines",
+    "versions",
+    "write_json",
+]

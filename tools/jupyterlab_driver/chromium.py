@@ -21,8 +21,7 @@ REPORTED_DISTRIBUTIONS = ("jupyterlab", "ipywidgets", "jupyterlab_widgets", "pla
 
 def launch(playwright, executable: Path):
     """A headless Chromium from ``executable``, without network chatter of its own."""
-    return playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS,
-                                      headless=True)
+    return playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS, headless=True)
 
 
 def versions(browser) -> dict[str, str]:

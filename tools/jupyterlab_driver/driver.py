@@ -27,8 +27,10 @@ NOTEBOOK_RUN_TIMEOUT_S = float(os.environ.get("DECONVLAB_BROWSER_RUN_TIMEOUT", "
 WIDGET_SETTLE_TIMEOUT_S = 20.0
 KERNEL_QUERY_TIMEOUT_MS = 30_000
 VIEWPORT = {"width": 1400, "height": 1000}
-FRONT_END_HINT = ("(is the @jupyter-widgets/jupyterlab-manager extension installed, enabled and "
-                  "matching the kernel's ipywidgets?)")
+FRONT_END_HINT = (
+    "(is the @jupyter-widgets/jupyterlab-manager extension installed, enabled and "
+    "matching the kernel's ipywidgets?)"
+)
 
 
 @dataclass
@@ -44,8 +46,10 @@ class NotebookRun:
     def assert_ok(self) -> None:
         """AssertionError listing every problem, with the screenshot's path."""
         problems = self.problems()
-        assert not problems, (f"{self.report.notebook} in the browser (screenshot: "
-                              f"{self.report.screenshot}):\n  " + "\n  ".join(problems))
+        assert not problems, (
+            f"{self.report.notebook} in the browser (screenshot: "
+            f"{self.report.screenshot}):\n  " + "\n  ".join(problems)
+        )
 
 
 class NotebookDriver:
@@ -69,8 +73,13 @@ class NotebookDriver:
         self.artifacts = artifacts
         self.reports = reports if reports is not None else []
 
-    def run(self, rel_path: str, exercise_slider: bool = True, record: bool = True,
-            settle_timeout_s: float = WIDGET_SETTLE_TIMEOUT_S) -> NotebookRun:
+    def run(
+        self,
+        rel_path: str,
+        exercise_slider: bool = True,
+        record: bool = True,
+        settle_timeout_s: float = WIDGET_SETTLE_TIMEOUT_S,
+    ) -> NotebookRun:
         """Open ``rel_path`` (relative to the server root) in a fresh page and check it."""
         report = NotebookReport(notebook=rel_path)
         context = self.browser.new_context(viewport=VIEWPORT)
@@ -90,24 +99,24 @@ class NotebookDriver:
                 self.reports.append(report)
         return NotebookRun(report, state)
 
-    def _check(self, page, path: str, report: NotebookReport, exercise_slider: bool,
-               settle_timeout_s: float) -> dict:
+    def _check(
+        self, page, path: str, report: NotebookReport, exercise_slider: bool, settle_timeout_s: float
+    ) -> dict:
         page.goto(self.lab.lab_url(path), wait_until="domcontentloaded")
-        kernel = wait_until(page, lambda: page.evaluate(script("panel_ready"), path),
-                            NOTEBOOK_OPEN_TIMEOUT_S)
+        kernel = wait_until(page, lambda: page.evaluate(script("panel_ready"), path), NOTEBOOK_OPEN_TIMEOUT_S)
         if not kernel:
             report.problems.append(f"notebook or kernel not ready after {NOTEBOOK_OPEN_TIMEOUT_S:.0f}s")
             return {}
         offsets = self.lab.log_offsets()
         state = run_all(page, path, report)
         report.sliders_built = sliders_built(page, path, report)
-        scan = settled_scan(page, path, state["widgetCells"], len(report.sliders_built),
-                            settle_timeout_s)
+        scan = settled_scan(page, path, state["widgetCells"], len(report.sliders_built), settle_timeout_s)
         report_widgets(scan, report)
         if exercise_slider and scan.first_slider_cell is not None:
             time_slider(page, path, scan.first_slider_cell, report)
-            report.problems.extend(f"after moving the slider: {p}"
-                                   for p in new_problems(page, path, state, scan))
+            report.problems.extend(
+                f"after moving the slider: {p}" for p in new_problems(page, path, state, scan)
+            )
         report.problems.extend(self.lab.errors_since(offsets))
         report.kernel_peak_rss_mb = self.lab.kernel_peak_rss_mb(kernel["id"])
         return state
@@ -137,8 +146,10 @@ def run_all(page, path: str, report: NotebookReport) -> dict:
     report.run_s = round(time.monotonic() - t0, 2)
     if not state:
         state = cell_states(page, path)
-        report.problems.append(f"run-all did not finish within {NOTEBOOK_RUN_TIMEOUT_S:.0f}s "
-                               f"(kernel {state['kernel']}, cells still running: {state['running']})")
+        report.problems.append(
+            f"run-all did not finish within {NOTEBOOK_RUN_TIMEOUT_S:.0f}s "
+            f"(kernel {state['kernel']}, cells still running: {state['running']})"
+        )
     report.code_cells, report.executed_cells = state["codeCells"], state["executed"]
     if state["unexecuted"]:
         report.problems.append(f"code cells not executed: {state['unexecuted']}")
@@ -150,8 +161,9 @@ def run_all(page, path: str, report: NotebookReport) -> dict:
 
 def sliders_built(page, path: str, report: NotebookReport) -> list[str]:
     """Class names of the slider widgets alive in the kernel (``kernel_query``)."""
-    reply = page.evaluate(script("kernel_user_expression"),
-                          [path, kernel_query.SLIDER_EXPRESSION, KERNEL_QUERY_TIMEOUT_MS])
+    reply = page.evaluate(
+        script("kernel_user_expression"), [path, kernel_query.SLIDER_EXPRESSION, KERNEL_QUERY_TIMEOUT_MS]
+    )
     try:
         return kernel_query.sliders_from_reply(reply)
     except RuntimeError as exc:

@@ -30,8 +30,11 @@ class NotebookReport:
 
 
 def _row(r: NotebookReport, width: int) -> str:
-    rtt = "-" if r.slider_round_trip_ms is None else (
-        f"{r.slider_round_trip_ms:.0f} (max {max(r.slider_round_trip_ms_all):.0f})")
+    rtt = (
+        "-"
+        if r.slider_round_trip_ms is None
+        else (f"{r.slider_round_trip_ms:.0f} (max {max(r.slider_round_trip_ms_all):.0f})")
+    )
     run = "-" if r.run_s is None else f"{r.run_s:.1f}"
     mem = "-" if r.kernel_peak_rss_mb is None else f"{r.kernel_peak_rss_mb:.0f}"
     cells = f"{r.executed_cells}/{r.code_cells}"
@@ -42,8 +45,10 @@ def _row(r: NotebookReport, width: int) -> str:
 def summary_lines(reports: list[NotebookReport]) -> list[str]:
     """The timing table: one row per notebook, then its problems, if any."""
     width = max([40, *(len(r.notebook) for r in reports)])
-    lines = [f"{'notebook':{width}} {'run (s)':>8} {'cells':>7} {'sliders':>8} "
-             f"{'slider RTT ms, median':>22} {'kernel peak (MB)':>16}"]
+    lines = [
+        f"{'notebook':{width}} {'run (s)':>8} {'cells':>7} {'sliders':>8} "
+        f"{'slider RTT ms, median':>22} {'kernel peak (MB)':>16}"
+    ]
     for r in reports:
         lines.append(_row(r, width))
         lines.extend(f"    ! {p}" for p in r.problems)
@@ -53,6 +58,5 @@ def summary_lines(reports: list[NotebookReport]) -> list[str]:
 
 def write_json(path: Path, reports: list[NotebookReport], versions: dict, slider_moves: int) -> None:
     """Write the reports, with the versions of the browser and front end, as JSON."""
-    payload = {"versions": versions, "slider_moves": slider_moves,
-               "notebooks": [asdict(r) for r in reports]}
+    payload = {"versions": versions, "slider_moves": slider_moves, "notebooks": [asdict(r) for r in reports]}
     Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -75,9 +75,14 @@ class JupyterLab:
         copy_notebooks(self.root / "notebooks")
         self._log = open(self.log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
-            server_command(dirs, self.root, self.port, self.token), cwd=self.root,
-            env=server_env(dirs, self.kernel_error_log), stdout=self._log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            server_command(dirs, self.root, self.port, self.token),
+            cwd=self.root,
+            env=server_env(dirs, self.kernel_error_log),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -90,8 +95,7 @@ class JupyterLab:
                     return
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT_S}s:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT_S}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         """Shut the kernels down, end the server's process group, then any leftover by PID."""
@@ -122,8 +126,9 @@ class JupyterLab:
 
     def api(self, method: str, path: str):
         """Call the server's REST API; the decoded JSON answer, or None for an empty one."""
-        req = urllib.request.Request(f"{self.url}{path}", method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             body = resp.read()
         return json.loads(body) if body else None
@@ -156,8 +161,7 @@ class JupyterLab:
     def errors_since(self, offsets: tuple[int, int]) -> list[str]:
         """Errors the kernels logged since ``log_offsets()`` returned ``offsets``."""
         server = server_logs.server_log_problems(server_logs.read_from(self.log_path, offsets[0]))
-        kernel = server_logs.kernel_error_entries(
-            server_logs.read_from(self.kernel_error_log, offsets[1]))
+        kernel = server_logs.kernel_error_entries(server_logs.read_from(self.kernel_error_log, offsets[1]))
         return [f"kernel log: {e}" for e in server] + [f"kernel logged an error: {e}" for e in kernel]
 
     def log_tail(self, n: int = 60) -> str:

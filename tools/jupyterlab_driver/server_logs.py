@@ -40,7 +40,7 @@ def server_log_problems(text: str) -> list[str]:
             found.append(f"the kernel died and was restarted: {line.strip()}"[:400])
         elif "Traceback (most recent call last)" in line or "Exception in comm_msg" in line:
             # report the exception line that ends this traceback
-            end = next((s for s in lines[i + 1:] if s and not s.startswith((" ", "\t"))), line)
+            end = next((s for s in lines[i + 1 :] if s and not s.startswith((" ", "\t"))), line)
             found.append(f"{line.strip()} ... {end.strip()}"[:400])
     return found
 
@@ -61,5 +61,8 @@ def kernel_error_entries(text: str, benign: tuple[str, ...] = BENIGN_KERNEL_ERRO
             entries[-1][1] = line.strip() or entries[-1][1]
         else:
             entries.append([line.strip(), line.strip()])
-    return [(f"{head} ... {last}" if last != head else head)[:400]
-            for head, last in entries if not any(b in head for b in benign)]
+    return [
+        (f"{head} ... {last}" if last != head else head)[:400]
+        for head, last in entries
+        if not any(b in head for b in benign)
+    ]

@@ -97,12 +97,13 @@ def write_server_files(base: Path, disabled_extensions: tuple[str, ...] = ()) ->
     startup.mkdir(parents=True)
     shutil.copy(Path(__file__).with_name("ipython_startup.py"), startup / "00-deconvlab-tests.py")
     if disabled_extensions:
-        (dirs["app-settings"] / "page_config.json").write_text(json.dumps(
-            {"disabledExtensions": dict.fromkeys(disabled_extensions, True)}), encoding="utf-8")
+        (dirs["app-settings"] / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": dict.fromkeys(disabled_extensions, True)}), encoding="utf-8"
+        )
     (dirs["app-settings"] / "overrides.json").write_text(
-        json.dumps(lab_settings(), indent=2), encoding="utf-8")
-    (dirs["config"] / "jupyter_server_config.json").write_text(
-        json.dumps(SERVER_CONFIG), encoding="utf-8")
+        json.dumps(lab_settings(), indent=2), encoding="utf-8"
+    )
+    (dirs["config"] / "jupyter_server_config.json").write_text(json.dumps(SERVER_CONFIG), encoding="utf-8")
     return dirs
 
 
@@ -111,30 +112,39 @@ def server_env(dirs: dict[str, Path], kernel_error_log: Path) -> dict[str, str]:
     env = dict(os.environ)
     for var in ("JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "JUPYTER_PREFER_ENV_PATH", "JUPYTERLAB_DIR"):
         env.pop(var, None)
-    env.update({
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-        "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-        "JUPYTERLAB_SETTINGS_DIR": str(dirs["user-settings"]),
-        "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
-        "IPYTHONDIR": str(dirs["ipython"]),
-        "JUPYTER_PLATFORM_DIRS": "1",
-        KERNEL_ERROR_LOG_VAR: str(kernel_error_log),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
-        "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(min(os.cpu_count() or 2, 2))),
-    })
+    env.update(
+        {
+            "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+            "JUPYTER_DATA_DIR": str(dirs["data"]),
+            "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+            "JUPYTERLAB_SETTINGS_DIR": str(dirs["user-settings"]),
+            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+            "IPYTHONDIR": str(dirs["ipython"]),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            KERNEL_ERROR_LOG_VAR: str(kernel_error_log),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+            "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(min(os.cpu_count() or 2, 2))),
+        }
+    )
     return env
 
 
 def server_command(dirs: dict[str, Path], root: Path, port: int, token: str) -> list[str]:
     """``python -m jupyterlab`` on 127.0.0.1:``port`` only, with ``token``, serving ``root``."""
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--ServerApp.allow_remote_access=False", "--ServerApp.terminals_enabled=False",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.allow_remote_access=False",
+        "--ServerApp.terminals_enabled=False",
         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, for the page scripts
         f"--LabApp.app_settings_dir={dirs['app-settings']}",
         f"--LabApp.user_settings_dir={dirs['user-settings']}",

@@ -32,14 +32,24 @@ def _one_move(page, path: str, cell: int, move: int) -> tuple[float | None, str 
     handle = page.locator('[data-dl-slider="1"]')
     handle.focus()
     handle.press(armed["key"])
-    watch = wait_until(page, lambda: (lambda w: w if w["t1"] is not None else None)(
-        page.evaluate("() => window.__dlWatch")), SLIDER_TIMEOUT_S + 0.5, 0.01)
+    watch = wait_until(
+        page,
+        lambda: (lambda w: w if w["t1"] is not None else None)(page.evaluate("() => window.__dlWatch")),
+        SLIDER_TIMEOUT_S + 0.5,
+        0.01,
+    )
     watch = watch or page.evaluate("() => window.__dlWatch")
     if watch["t0"] is None:
         return None, "the key press never reached its handle", armed
     if watch["t1"] is None:
-        return None, (f"move {move + 1}: {armed['key']} did not change its view ({armed['view']}, "
-                      f"value {watch['valueBefore']}) within {SLIDER_TIMEOUT_S:.0f} s"), armed
+        return (
+            None,
+            (
+                f"move {move + 1}: {armed['key']} did not change its view ({armed['view']}, "
+                f"value {watch['valueBefore']}) within {SLIDER_TIMEOUT_S:.0f} s"
+            ),
+            armed,
+        )
     return watch["t1"] - watch["t0"], None, armed
 
 
@@ -58,8 +68,10 @@ def time_slider(page, path: str, cell: int, report: NotebookReport) -> None:
             return
         rtts.append(round(rtt, 1))
         if rtt > SLIDER_TIMEOUT_S * 1000:
-            report.problems.append(f"first slider, move {move + 1}: view changed after {rtt:.0f} ms "
-                                   f"(limit {SLIDER_TIMEOUT_S:.0f} s)")
+            report.problems.append(
+                f"first slider, move {move + 1}: view changed after {rtt:.0f} ms "
+                f"(limit {SLIDER_TIMEOUT_S:.0f} s)"
+            )
         # let this move's redraw finish before the next one
         wait_until(page, lambda: page.evaluate(script("kernel_idle"), path), 30, 0.05)
         page.wait_for_timeout(100)

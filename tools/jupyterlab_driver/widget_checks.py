@@ -19,8 +19,22 @@ LOADING_TEXT = "Loading widget..."
 SLIDER_CLASS = "widget-slider"  # the root of every slider view, ipywidgets 7 and 8
 STDERR_MIME = "application/vnd.jupyter.stderr"
 TRACEBACK = "Traceback (most recent call last)"
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-         "source", "track", "wbr"}
+_VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "param",
+    "source",
+    "track",
+    "wbr",
+}
 
 
 @dataclass
@@ -143,5 +157,7 @@ def slider_shortfall(built: list[str], rendered: int) -> str | None:
     if rendered >= len(built):
         return None
     kinds = ", ".join(f"{built.count(k)} {k}" for k in sorted(set(built)))
-    return (f"the kernel built {len(built)} slider(s) ({kinds}) but {rendered} rendered: "
-            "a slider the student cannot see or move")
+    return (
+        f"the kernel built {len(built)} slider(s) ({kinds}) but {rendered} rendered: "
+        "a slider the student cannot see or move"
+    )

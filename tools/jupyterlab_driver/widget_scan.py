@@ -20,14 +20,23 @@ class WidgetScan:
     @property
     def sliders(self) -> int:
         """Slider views rendered across all widget outputs."""
-        return sum(widget_checks.output_facts(o["html"]).sliders
-                   for _, o in self.outputs if o["html"] and o["mime"] is None)
+        return sum(
+            widget_checks.output_facts(o["html"]).sliders
+            for _, o in self.outputs
+            if o["html"] and o["mime"] is None
+        )
 
     @property
     def first_slider_cell(self) -> int | None:
         """Index of the first cell whose widget outputs hold a slider view."""
-        return next((cell for cell, o in self.outputs if o["html"] and o["mime"] is None
-                     and widget_checks.output_facts(o["html"]).sliders), None)
+        return next(
+            (
+                cell
+                for cell, o in self.outputs
+                if o["html"] and o["mime"] is None and widget_checks.output_facts(o["html"]).sliders
+            ),
+            None,
+        )
 
     @property
     def transient(self) -> bool:
@@ -36,9 +45,11 @@ class WidgetScan:
 
     def problems(self) -> list[str]:
         """Every output's rendering problems, as "cell i, output k: ..."."""
-        return [f"widget in cell {cell}, output {o['index']}: {problem}"
-                for cell, o in self.outputs
-                for problem in widget_checks.output_problems(o["mime"], o["html"])]
+        return [
+            f"widget in cell {cell}, output {o['index']}: {problem}"
+            for cell, o in self.outputs
+            for problem in widget_checks.output_problems(o["mime"], o["html"])
+        ]
 
 
 def scan_widgets(page, path: str, cells: list[int]) -> WidgetScan:

@@ -87,9 +87,7 @@ class ReLUContext(backward_rule):
 
     def __init__(self, relu_func: type[torch.autograd.Function]) -> None:
         if not (isinstance(relu_func, type) and issubclass(relu_func, torch.autograd.Function)):
-            raise TypeError(
-                f"relu_func must be a torch.autograd.Function subclass, got {relu_func!r}"
-            )
+            raise TypeError(f"relu_func must be a torch.autograd.Function subclass, got {relu_func!r}")
         self.relu_func = relu_func
         rule = getattr(relu_func, "rule", None)
         super().__init__(rule if isinstance(rule, Rule) else _backward_of(relu_func))
