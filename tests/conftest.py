@@ -16,6 +16,8 @@ for _path in (TESTS, TESTS.parent):  # reference_backprop; the repository's tool
         sys.path.insert(0, str(_path))
 torch.set_num_threads(2)
 
+from small_nets import small_cnn  # noqa: E402 - after the path above
+
 
 @pytest.fixture(autouse=True)
 def _restore_rule_registry():
@@ -26,20 +28,6 @@ def _restore_rule_registry():
     yield
     rules._REGISTRY.clear()
     rules._REGISTRY.update(saved)
-
-
-def small_cnn(inplace: bool = True) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(inplace=inplace),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(inplace=inplace),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(6 * 4 * 4, 5),
-    ).double()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import small_cnn
+from small_nets import small_cnn
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
