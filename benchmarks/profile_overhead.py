@@ -14,6 +14,10 @@ Three kinds of figures, from the least to the most sensitive to load from other 
    in a random order per round: medians, and medians of per-round differences to
    plain autograd.
 
+Unit costs are measured hot, in a loop; inside a real pass the same Python paths run
+cold, between large kernels, and cost about two to three times as much (compare the
+``Δ`` columns of 3 on a quiet machine). Read 2 as where the time goes, 3 as how much.
+
 With ``--threads 1`` (the default here) all torch work runs in the calling thread, so
 its CPU time (``time.thread_time``) leaves out the time spent descheduled by other
 load. With more threads the clock is wall time: process CPU time would count the idle

@@ -5,6 +5,7 @@ submodules, torch.func transforms, activation checkpointing (reentrant or not), 
 worker threads, user rules that write into p, and NaN/Inf.
 """
 
+import re
 import threading
 import warnings
 
@@ -32,8 +33,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 RULES = ["gradient", "deconvnet", "guided_backprop"]
 BACKENDS = ["eager", "aot_eager", "inductor"]
-# PyTorch 2.2's TorchDynamo traces a ReLU instead of calling the interceptor: refused, not exact.
-DYNAMO_TRACES_MODES = hasattr(torch.compiler, "is_compiling")
 
 
 def by_hand(model, x, rules, target=2):
@@ -91,23 +90,31 @@ def test_attribute_on_a_compiled_model_gives_the_eager_maps(backend, cnn, images
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backward_rule_on_a_compiled_model_is_exact_or_refused(backend):
+    """Exact where TorchDynamo calls the interceptor (current PyTorch); refused, naming the fix, where it
+    traces the ReLU instead (PyTorch 2.5, the lowest admitted): never a map with one rule baked in."""
     torch._dynamo.reset()
     model, x = _tiny(), _tiny_input()
     expected = by_hand(model, x, RULES)
     assert not torch.equal(expected["guided_backprop"], expected["deconvnet"])
     compiled = torch.compile(model, backend=backend)
-    if not DYNAMO_TRACES_MODES:
-        with pytest.raises(RuntimeError, match=r"ReLU is being traced .*torch\.compile.*_orig_mod"):
-            by_hand(compiled, x, ["guided_backprop"])
-        return
     for rule in RULES:  # one rule per forward pass
-        assert_maps_equal(by_hand(compiled, x, [rule]), {rule: expected[rule]}, atol=1e-5, rtol=1e-4)
+        try:
+            got = by_hand(compiled, x, [rule])
+        except RuntimeError as error:
+            assert rule != "gradient" and re.search(
+                r"ReLU is being traced .*torch\.compile.*_orig_mod", str(error)
+            )
+            continue
+        assert_maps_equal(got, {rule: expected[rule]}, atol=1e-5, rtol=1e-4)
     # Several rules from one forward pass: the ReLUs ran outside the compiled graphs. Unless
-    # PyTorch itself refuses a second backward pass through them (donated buffers, 2.6+).
+    # PyTorch itself refuses a second backward pass through them (donated buffers, 2.6+), or
+    # the ReLUs were traced (refused as above).
     try:
         several = by_hand(compiled, x, RULES)
     except RuntimeError as error:
-        assert backend != "eager" and "donated buffers" in str(error)
+        assert ("donated buffers" in str(error) and backend != "eager") or "ReLU is being traced" in str(
+            error
+        )
     else:
         assert_maps_equal(several, expected, atol=1e-5, rtol=1e-4)
 
