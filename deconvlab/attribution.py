@@ -226,9 +226,8 @@ def attribute(
     >>> signal = dl.attribute(model, x, 3, rule="deconvnet")                               # doctest: +SKIP
     >>> maps = dl.attribute(model, x, 3, rules=["gradient", "deconvnet", "guided_backprop"])  # doctest: +SKIP
     """
-    _, single = select_rules(rule, rules, default="guided_backprop")
-    signals = record(model, x, target, rule, layer, rules=rules).signals()
-    return next(iter(signals.values())) if single else signals
+    signals = record(model, x, target, rule, layer, rules=rules).signals()  # record validates the rules
+    return next(iter(signals.values())) if rules is None else signals
 
 
 def _unit_seed(activation: Tensor, channel: int, position: Position) -> Tensor:
