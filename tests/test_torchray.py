@@ -589,6 +589,36 @@ def test_imsmooth_also_runs_where_torchrays_cannot():
         dl_utils.imsmooth(tensor, -1.0)
 
 
+@pytest.mark.parametrize(
+    "smooth, error, message",
+    [
+        (100, ValueError, r"smooth=100 is out of range.*\[0, 1\]"),
+        (-0.1, ValueError, "out of range"),
+        (float("nan"), ValueError, "out of range"),
+        ("0.02", TypeError, "smooth must be a number"),
+    ],
+)
+def test_absurd_smoothing_is_refused_before_the_model_runs(cnn, images, smooth, error, message):
+    calls = []
+    handle = cnn.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(error, match=message):
+            guided_backprop(cnn, images, 1, smooth=smooth)
+    finally:
+        handle.remove()
+    assert not calls  # refused at once: no forward pass, no 42 GB allocation
+
+
+def test_imsmooth_refuses_a_gaussian_that_would_not_fit_in_memory():
+    tensor = torch.rand(1, 3, 224, 224)
+    with pytest.raises(ValueError, match=r"sigma=22400 px .* GB .* at most the image's size"):
+        dl_utils.imsmooth(tensor, 22400.0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite non-negative"):
+            dl_utils.imsmooth(tensor, bad)
+    assert dl_utils.imsmooth(tensor, 224.0).shape == tensor.shape  # as wide as the image: allowed
+
+
 def test_smoothing_keeps_the_mass_of_a_map(cnn, images):
     sharp, smooth = gradient(cnn, images, 1), gradient(cnn, images, 1, smooth=0.05)
     assert smooth.shape == sharp.shape and smooth.std() < sharp.std()

@@ -30,6 +30,27 @@ def get_device(gpu: int | None = 0) -> torch.device:
     return torch.device(f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu")
 
 
+#: The largest padded tensor :func:`imsmooth` allocates; a wider Gaussian is refused.
+MAX_SMOOTHING_BYTES = 2**31
+
+
+def _check_sigma(tensor: Tensor, sigma: float, padding: int) -> None:
+    """Refuse a sigma that is no finite non-negative number, or whose padding would not fit."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+        raise TypeError(f"sigma must be a number of pixels, got {type(sigma).__name__}")
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite non-negative number of pixels, got {sigma}")
+    reach = math.ceil(4 * sigma) + padding
+    padded = math.prod(tensor.shape[:-2]) * (tensor.shape[-2] + 2 * reach) * (tensor.shape[-1] + 2 * reach)
+    needed = padded * tensor.element_size()
+    if needed > MAX_SMOOTHING_BYTES:
+        raise ValueError(
+            f"sigma={sigma:g} px needs a Gaussian {2 * reach + 1} taps wide and a padded tensor of "
+            f"{needed / 1e9:.1f} GB for images of {tuple(tensor.shape[-2:])} px; a Gaussian much wider "
+            "than the image averages it to a constant: use a sigma of at most the image's size"
+        )
+
+
 def imsmooth(
     tensor: Tensor,
     sigma: float,
@@ -62,8 +83,7 @@ def imsmooth(
         half-width plus ``padding`` along the axis it smooths and by ``padding`` along the
         other; otherwise the tensor is padded once, by the half-width plus ``padding``.
     """
-    if sigma < 0:
-        raise ValueError(f"sigma must be non-negative, got {sigma}")
+    _check_sigma(tensor, sigma, padding)
     half = math.ceil(4 * sigma)
     taps = torch.arange(-half, half + 1, dtype=torch.float32, device=tensor.device)
     taps = taps / (_SQRT_TWO * sigma + _EPSILON).to(tensor.device)

@@ -14,6 +14,7 @@ differs from TorchRay, see :mod:`deconvlab.torchray`.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Union
@@ -139,6 +140,18 @@ def _first_edge(tap: OutputTap) -> GradientEdge | None:
     return tap.edges[0]
 
 
+def check_smooth(smooth: float) -> None:
+    """Refuse a ``smooth`` that is no number in [0, 1] (sigma as a fraction of the map's side)."""
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, float)):
+        raise TypeError(f"smooth must be a number (sigma as a fraction of the map's side), got {smooth!r}")
+    if not (math.isfinite(smooth) and 0 <= smooth <= 1):
+        raise ValueError(
+            f"smooth={smooth} is out of range: it is the Gaussian's sigma as a fraction of the map's "
+            "largest side (TorchRay's examples use 0.02); above 1 the Gaussian is wider than the map "
+            "and averages it to a constant. Give a number in [0, 1]"
+        )
+
+
 def saliency(
     model: nn.Module,
     input: Tensor,
@@ -187,6 +200,7 @@ def saliency(
     Tensor or (Tensor, OrderedDict)
         The map, or ``(map, probes)`` with ``debug=True``.
     """
+    check_smooth(smooth)
     if (input.is_leaf or input.retains_grad) and input.grad is not None:
         input.grad.zero_()  # as TorchRay does; the signal is then added to it
     check_model(model)
