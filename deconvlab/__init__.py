@@ -61,6 +61,7 @@ SUBMODULES = (
     "rules",
     "relu",
     "escapes",
+    "interrupts",
     "observations",
     "context",
     "recording",

@@ -14,7 +14,9 @@ The rule is bound to a ReLU when the forward pass evaluates it, so ``.backward()
 run inside or after the block.
 
 Guarantees: on an exception or a ``KeyboardInterrupt`` (at any point, also inside
-``__enter__`` and ``__exit__``) the rule is removed and the interrupt surfaces as it is;
+``__enter__`` and ``__exit__``) the rule is removed and the interrupt surfaces as it is: a
+SIGINT that lands while the context changes PyTorch's mode stack is held until the change is
+complete (:mod:`deconvlab.interrupts`);
 the innermost active context wins and the outer one comes back when it exits; the same
 context object may be entered again (also nested); contexts may exit in any order, also
 around the user's own function modes, which end exactly as they would without
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .escapes import compiling, refuse_traced
+from .interrupts import Section, critical, deliver_held, held
 from .observations import (
     NoReLUWarning,
     Observations,
@@ -82,12 +85,13 @@ _RELU_SPELLINGS: dict[object, Callable[[tuple, dict], bool]] = {
 class _Entry:
     """One activation of a :class:`backward_rule` in one thread."""
 
-    __slots__ = ("owner", "seen", "slot")
+    __slots__ = ("owner", "section", "seen", "slot")
 
     def __init__(self, owner: backward_rule) -> None:
         self.owner = owner
         self.slot = owner.slot
         self.seen = Observations(owner.module_names)
+        self.section = Section()  # open from enter to exit: the exit's first instruction is held too
 
 
 class _ThreadState(threading.local):
@@ -107,6 +111,8 @@ class _ReLUInterceptor(TorchFunctionMode):
             if func in _RELU_SPELLINGS or activation_label(func) is not None:
                 return _outside_the_compiler(self, func, types, args, kwargs)
             return func(*args, **kwargs)
+        if held.pending:  # an interrupt held while a context was entered: raise it here
+            deliver_held()
         entries = _state.entries
         if not entries:  # a context is being entered or left: nothing is active
             return func(*args, **kwargs)
@@ -272,22 +278,27 @@ class backward_rule:
     def __repr__(self) -> str:
         return f"backward_rule({self.rule.name!r})"
 
-    # Enter and exit are written for interrupts at any bytecode: every step either is one
-    # C-level call or is undone by the except clause, which closes the entry and heals.
+    # Enter and exit are written for exceptions at any bytecode: every step either is one
+    # C-level call or is undone by the except clause, which closes the entry and heals. A real
+    # SIGINT is held from the moment the entry's section opens (deconvlab.interrupts).
 
+    @critical
     def __enter__(self) -> backward_rule:
         try:
             entry = _Entry(self)
+            entry.section.open()
             _heal()
             _state.entries.append(entry)
             _heal()
             if self.tracks_modules:
                 entry.seen.track_modules()
+            deliver_held()  # an interrupt held so far undoes the entry
             return self
         except BaseException:
             _undo(locals().get("entry"))
             raise
 
+    @critical
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -338,3 +349,4 @@ def _discard(entry: _Entry) -> None:
             break
     entry.seen.stop_tracking()
     _heal()
+    entry.section.close()  # last: it raises an interrupt held until now

@@ -23,6 +23,7 @@ from torch.autograd.graph import GradientEdge, get_gradient_edge
 from .checks import check_input, check_model, find_layer
 from .context import InPlaceOnLeafError
 from .escapes import check_finite_input, eager_module
+from .interrupts import Section, critical, deliver_held, interruptible
 from .model_state import evaluating, removing
 from .relu import RuleSlot
 from .rules import Rule
@@ -91,8 +92,10 @@ def input_leaf(x: Tensor) -> Tensor:
     return leaf.requires_grad_(True)
 
 
+@interruptible  # the user's model runs here: a Ctrl-C stops it at once
 def run_model(model: nn.Module, leaf: Tensor, probe: LayerProbe | None = None) -> Tensor:
     """``model(leaf)``; a model that ReLUs its input in place gets a copy (the caller's data is shared)."""
+    deliver_held()
     try:
         return model(leaf)
     except RuntimeError as error:  # ours, or autograd's own check (it runs before the write)
@@ -123,6 +126,7 @@ class Forward:
 
 
 @contextmanager
+@critical
 def recording(
     model: nn.Module,
     x: Tensor,
@@ -151,7 +155,7 @@ def recording(
     check_input(x)
     check_finite_input(x)
     leaf = input_leaf(x)
-    with evaluating(model), removing([]) as handles, torch.enable_grad():
+    with Section(), evaluating(model), removing([]) as handles, torch.enable_grad():
         probe = None
         if layer is not None:
             name, module = find_layer(model, layer)
@@ -182,8 +186,10 @@ class Recording:
         self.slot, self.rules = slot, rules
         self.output, self.seed, self.wrt = output, seed, wrt
 
+    @interruptible  # a backward pass: a Ctrl-C stops it at once
     def signal(self, key: str, keep_graph: bool = True) -> Tensor:
         """The signal of the rule listed as ``key``; ``keep_graph=False`` frees the graph after it."""
+        deliver_held()
         self.slot.rule = self.rules[key]
         try:
             (signal,) = torch.autograd.grad(self.output, self.wrt, self.seed, retain_graph=keep_graph)

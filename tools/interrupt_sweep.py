@@ -40,6 +40,7 @@ import torch.nn.modules.module as torch_module
 from torch import nn
 
 import deconvlab as dl
+from deconvlab.interrupts import held
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(dl.__file__)) + os.sep
 
@@ -112,6 +113,7 @@ class Baseline:
     contexts: Sequence = ()
     modes: list = field(default_factory=function_modes)
     hooks: dict = field(default_factory=global_hooks)
+    sigint: object = field(default_factory=lambda: signal.getsignal(signal.SIGINT))
     training: list = field(default_factory=list)
     output: torch.Tensor | None = None
     grad: torch.Tensor | None = None
@@ -156,6 +158,10 @@ class Baseline:
         rule = dl.active_rule()
         if rule is not None:
             problems.append(f"dl.active_rule() is {rule!r} after the trial")
+        if signal.getsignal(signal.SIGINT) is not self.sigint:
+            problems.append(f"the SIGINT handler is {signal.getsignal(signal.SIGINT)!r}, was {self.sigint!r}")
+        if held.sections or held.pending:
+            problems.append(f"deconvlab still holds {len(held.sections)} section(s), pending {held.pending}")
         hooks = global_hooks()
         if hooks != self.hooks:
             extra = {
@@ -325,6 +331,9 @@ def best_effort_cleanup(baseline: Baseline, timeout: float = 2.0) -> list[str]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     _release_locks(holders)
+    held.sections.clear()
+    held.pending = False
+    signal.signal(signal.SIGINT, baseline.sigint)
     while torch._C._len_torch_function_stack() > 0:
         torch._C._pop_torch_function_stack()
     for mode in baseline.modes:
@@ -507,12 +516,15 @@ class OpcodeTracer:
             if index == self.target and self.fired_at is None:
                 self.fired_at = where(frame)
                 self.boundary = boundary(frame)
-                raise KeyboardInterrupt(f"injected at deconvlab opcode {index}: {self.fired_at}")
+                # A real SIGINT, handled at once by whatever handler is installed: Python's raises
+                # KeyboardInterrupt here, deconvlab's holds it while critical code runs.
+                signal.raise_signal(signal.SIGINT)
         return self._local
 
     def run(self, scenario: Callable[[], object]) -> BaseException | None:
-        """Run ``scenario`` under this tracer; the exception it raised, or None."""
-        previous = sys.gettrace()
+        """Run ``scenario`` under this tracer (SIGINT raising ``KeyboardInterrupt``); the exception
+        it raised, or None."""
+        previous, handler = sys.gettrace(), signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.settrace(self)
         try:
             scenario()
@@ -520,6 +532,7 @@ class OpcodeTracer:
             return error
         finally:
             sys.settrace(previous)  # CPython also drops a trace function that raised
+            signal.signal(signal.SIGINT, handler)
         return None
 
 

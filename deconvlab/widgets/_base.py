@@ -21,6 +21,7 @@ import ipywidgets as widgets
 import torch
 
 from ..checks import as_int, check_rule_list
+from ..interrupts import Section, critical
 from ..rules import get_rule
 
 __all__ = ["Explorer", "check_scale", "one_thread", "rule_names_of"]
@@ -48,14 +49,16 @@ def rule_names_of(rules: object, name: str = "rules") -> list[str]:
 
 
 @contextmanager
+@critical
 def one_thread() -> Iterator[None]:
     """Run torch's CPU kernels on one thread in the block; restore the count after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    with Section():  # a Ctrl-C is held until the count is back (deconvlab.interrupts)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 class Explorer:
