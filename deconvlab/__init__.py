@@ -23,7 +23,8 @@ The layout shows the architecture, each layer using only those before it:
   :mod:`~deconvlab.zeiler_fergus`, :mod:`~deconvlab.toynets`;
 * teaching material: :mod:`~deconvlab.models`, :mod:`~deconvlab.data`, :mod:`~deconvlab.train`;
 * presentation: :mod:`~deconvlab.viz`, :mod:`~deconvlab.widgets`, :mod:`~deconvlab.cli`;
-* TorchRay's API under its own module paths: :mod:`~deconvlab.torchray`.
+* TorchRay's API under its own module paths: :mod:`~deconvlab.torchray`;
+* the course: :mod:`~deconvlab.course` (exercise checkers, student and instructor versions).
 
 The submodules past the core are imported when first used (matplotlib, ipywidgets and
 scikit-image load only then); ``dir(deconvlab)`` and tab completion list them all.
@@ -79,6 +80,7 @@ SUBMODULES = (
     "widgets",
     "cli",
     "torchray",
+    "course",
 )
 
 

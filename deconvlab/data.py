@@ -18,6 +18,7 @@ generator seeded by ``(seed, i)``, so the dataset is a deterministic, prefix-sta
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,8 +32,10 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PHOTOS",
+    "SEED_VARIABLE",
     "SampleImages",
     "ShapesDataset",
+    "data_seed",
     "denormalize",
     "sample_image",
     "sample_images",
@@ -84,6 +87,27 @@ class ShapesDataset:
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image, label)``, so the dataset can feed a :class:`torch.utils.data.DataLoader`."""
         return self.images[i], self.labels[i]
+
+
+#: The environment variable that overrides every notebook's data seed.
+SEED_VARIABLE = "DECONVLAB_SEED"
+
+
+def data_seed(default: int) -> int:
+    """The notebook's data seed: ``$DECONVLAB_SEED`` when set, else ``default``.
+
+    Every claim a notebook asserts must hold for any seed; the tests run each notebook with
+    ten of them.
+    """
+    value = os.environ.get(SEED_VARIABLE, "").strip()
+    if not value:
+        return as_int("default", default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"{SEED_VARIABLE}={value!r} is not an integer seed; unset it or give one, e.g. 3"
+        ) from None
 
 
 def shapes(
