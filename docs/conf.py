@@ -1,0 +1,71 @@
+"""Sphinx configuration of the course site: the executed notebooks, the instructor guide and the API.
+
+Build it with ``python -m sphinx -b html docs docs/_build/html`` (README). The notebooks are
+the instructor version (:mod:`deconvlab.course.build`), copied into ``_notebooks/`` at the start
+of each build and executed by myst-nb; maths is rendered by a MathJax copied from the
+``jupyter-server-mathjax`` package, so the pages work offline.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import deconvlab
+
+HERE = Path(__file__).parent
+project = "deconvlab"
+author = "deconvlab developers"
+copyright = "deconvlab developers, BSD-3-Clause"
+release = version = deconvlab.__version__
+
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
+exclude_patterns = ["_build", "_expected_answers.md", "**.ipynb_checkpoints"]
+html_theme = "furo"
+html_title = f"deconvlab {release}: the course"
+html_static_path = ["_static"]
+
+# Notebooks: executed at build time, top to bottom, in a fresh kernel; an error fails the build.
+nb_execution_mode = "force"
+nb_execution_timeout = 900
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+myst_enable_extensions = ["dollarmath", "amsmath"]
+nb_render_markdown_format = "myst"
+
+# API reference from the docstrings (NumPy style).
+napoleon_numpy_docstring = True
+napoleon_google_docstring = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+
+# Offline maths: MathJax 2 from the jupyter-server-mathjax package, copied into _static/mathjax.
+mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
+mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]}}
+
+
+def _copy_mathjax() -> None:
+    import jupyter_server_mathjax
+
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = HERE / "_static" / "mathjax"
+    if not (target / "MathJax.js").exists():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+def _instructor_notebooks() -> None:
+    import nbformat
+
+    from deconvlab.course.build import instructor_version
+
+    target = HERE / "_notebooks"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for path in sorted((HERE.parent / "notebooks").glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.write(nbformat.from_dict(instructor_version(notebook, path.name)), target / path.name)
+
+
+def setup(app) -> None:
+    _copy_mathjax()
+    _instructor_notebooks()
