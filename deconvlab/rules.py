@@ -57,7 +57,9 @@ def gated(p: Tensor, *by: Tensor) -> Tensor:
 
     A gate on another tensor is autograd's own ReLU backward (``threshold_backward``);
     the gate on ``p`` itself is a clamp, applied in place to the fresh result.
-    Bit for bit the same as ``p * (b > 0)`` for each ``b``.
+    The same numbers as ``p * (b > 0)`` for each ``b`` up to the sign of zero: where a gate is
+    closed it writes +0.0, where ``p * False`` gives -0.0 for a negative ``p`` (and NaN for an
+    infinite one); notebook 01 shows both forms side by side.
     """
     out = p
     for gate in by:
