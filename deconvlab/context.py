@@ -36,9 +36,10 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .escapes import compiling, refuse_traced
+from .escapes import RuleNotAppliedError, compiling, refuse_traced
 from .interrupts import Section, critical, deliver_held, held
 from .observations import (
     NoReLUWarning,
@@ -48,7 +49,8 @@ from .observations import (
     warn_untouched,
 )
 from .relu import RuleSlot, relu_with_rule
-from .rules import GRADIENT, Rule, RuleLike, get_rule
+from .rule_maps import RuleMap, RuleSpec, Selection, SiteResolver, as_selection
+from .rules import GRADIENT
 
 __all__ = [
     "InPlaceOnLeafError",
@@ -85,12 +87,14 @@ _RELU_SPELLINGS: dict[object, Callable[[tuple, dict], bool]] = {
 class _Entry:
     """One activation of a :class:`backward_rule` in one thread."""
 
-    __slots__ = ("owner", "section", "seen", "slot")
+    __slots__ = ("owner", "section", "seen", "sites", "slot")
 
     def __init__(self, owner: backward_rule) -> None:
         self.owner = owner
         self.slot = owner.slot
         self.seen = Observations(owner.module_names)
+        # With rule maps: each ReLU's rule depends on where it runs (None: the slot decides alone).
+        self.sites = SiteResolver(owner.slot, owner.map_tables, self.seen.sites) if owner.has_maps else None
         self.section = Section()  # open from enter to exit: the exit's first instruction is held too
 
 
@@ -138,7 +142,8 @@ class _ReLUInterceptor(TorchFunctionMode):
                         "model's input?); autograd cannot differentiate that: pass x * 1 instead"
                     )
                 refuse_traced(x, entry.owner.rules_text)
-                out = relu_with_rule(x, entry.slot, inplace)
+                slot = entry.slot if entry.sites is None else entry.sites.slot_for(seen.modules)
+                out = relu_with_rule(x, slot, inplace)
             for open_entry in entries:  # the enclosing contexts saw a ReLU evaluated too
                 open_entry.seen.saw_relu(out)
             return out
@@ -160,7 +165,15 @@ def _outside_the_compiler(mode: _ReLUInterceptor, func: Any, types: Any, args: t
     So a ReLU becomes :class:`RuleReLU` outside any compiled graph, and its backward reads the
     rule when it runs, exactly as without compile; the compiled pieces between the ReLUs keep
     their plain backward. Nothing here is traced: no recompilation, no frame inspection.
+    A rule map is refused: the module hooks that say where a ReLU runs do not run in compiled code.
     """
+    entries = _state.entries
+    if func in _RELU_SPELLINGS and entries and entries[-1].sites is not None:
+        raise RuleNotAppliedError(
+            f"deconvlab: {entries[-1].owner.rules_text} cannot see which module a ReLU runs in inside "
+            "torch.compile; run the uncompiled module under the rule map (for m = torch.compile(model): "
+            "m._orig_mod), or call dl.attribute, which does"
+        )
     return mode.__torch_function__(func, types, args, kwargs)
 
 
@@ -223,8 +236,8 @@ def _heal() -> None:
         _ReLUInterceptor().__enter__()  # public: pushes the mode on this thread's stack
 
 
-def active_rule() -> Rule | None:
-    """The rule the current thread's ReLUs get right now, or None outside any context."""
+def active_rule() -> Selection | None:
+    """The rule (or :class:`~deconvlab.RuleMap`) this thread's ReLUs get now; None outside any context."""
     entries = _state.entries
     return entries[-1].slot.rule if entries else None
 
@@ -234,15 +247,21 @@ class backward_rule:
 
     Parameters
     ----------
-    rule : str, Rule or RuleSlot
+    rule : str, Rule, RuleMap, dict or RuleSlot
         ``"gradient"``, ``"deconvnet"``, ``"guided_backprop"`` (alias ``"guided"``),
         a name given to :func:`~deconvlab.register_rule`, or a :class:`~deconvlab.Rule`;
+        a rule per layer: a :class:`~deconvlab.RuleMap` or a dict made into one,
+        ``{"features.1*": "guided_backprop"}`` (see there for the matching);
         or a :class:`~deconvlab.relu.RuleSlot`, whose rule may be switched between
         backward passes (how :func:`~deconvlab.attribute` serves several rules).
     warn : bool, optional
         Warn on exit about non-ReLU nonlinearities and about a block where no ReLU was modified.
     module_names : mapping, optional
         ``id(module) -> path``, used to say where a non-ReLU nonlinearity sits.
+    model : nn.Module, optional
+        The model whose module paths a rule map names, matched now (an entry that matches
+        none of its modules raises ``ValueError`` here). Without it, the outermost module
+        called in the block is matched when it runs its first ReLU.
 
     Examples
     --------
@@ -253,26 +272,31 @@ class backward_rule:
 
     def __init__(
         self,
-        rule: RuleLike | RuleSlot,
+        rule: RuleSpec | RuleSlot,
         *,
         warn: bool = True,
         module_names: Mapping[int, str] | None = None,
+        model: nn.Module | None = None,
     ) -> None:
-        self.slot = rule if isinstance(rule, RuleSlot) else RuleSlot(get_rule(rule))
+        self.slot = rule if isinstance(rule, RuleSlot) else RuleSlot(as_selection(rule))
         modified = [candidate.name for candidate in self.slot.rules if candidate is not GRADIENT]
         self.only_gradient = not modified  # the ReLUs keep autograd's backward; nothing to warn about
         if len(self.slot.rules) > 1:
             self.rules_text = "the rules " + ", ".join(repr(name) for name in modified)
+        elif isinstance(self.slot.rule, RuleMap):
+            self.rules_text = f"the rule map {self.slot.rule.name!r}"
         else:  # what the warnings call it
             self.rules_text = f"the {self.slot.rule.name!r} rule"
+        self.has_maps = any(isinstance(candidate, RuleMap) for candidate in self.slot.rules)
+        self.map_tables = _map_tables(self.slot, model) if self.has_maps and model is not None else None
         self.warn = warn
         self.tracks_modules = not self.only_gradient  # to say where a nonlinearity sits
         self.module_names = module_names
         self.last_seen: Observations | None = None  # what the last exit in any thread saw
 
     @property
-    def rule(self) -> Rule:
-        """The rule this context installs."""
+    def rule(self) -> Selection:
+        """The rule (or rule map) this context installs."""
         return self.slot.rule
 
     def __repr__(self) -> str:
@@ -314,6 +338,21 @@ class backward_rule:
         self.last_seen = entry.seen
         if exc_type is None and self.warn and not self.only_gradient:
             warn_untouched(entry.seen, self.rules_text)
+
+
+def _map_tables(slot: RuleSlot, model: object) -> list[dict[int, int]]:
+    """The rule maps of ``slot`` matched on ``model``; errors name the argument (``rule``, ``rules[i]``)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be the torch.nn.Module the rule map names, got {type(model).__name__}")
+    tables = []
+    for index, item in enumerate(slot.rules):
+        if isinstance(item, RuleMap):
+            try:
+                tables.append(item.match(model))
+            except ValueError as error:
+                argument = "rule" if len(slot.rules) == 1 else f"rules[{index}]"
+                raise ValueError(f"{argument}: {error}") from None
+    return tables
 
 
 def _innermost_entry_of(owner: backward_rule, missing_ok: bool = False) -> _Entry | None:

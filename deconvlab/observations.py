@@ -130,6 +130,9 @@ class Observations:
         The autograd nodes of the ReLUs the rule routed (their outputs' ``grad_fn``).
     untouched : list
         The non-ReLU nonlinearities, with where they ran.
+    sites : list
+        Under rule maps, where each routed ReLU ran and which entries placed it
+        (see :class:`deconvlab.rule_maps.SiteResolver`).
     """
 
     module_names: Mapping[int, str] | None = None
@@ -138,6 +141,7 @@ class Observations:
     untouched: list[_Seen] = field(default_factory=list)
     modules: list[nn.Module] = field(default_factory=list)
     hooks: list[RemovableHandle] = field(default_factory=list)
+    sites: list[tuple[object, tuple]] = field(default_factory=list)
 
     def track_modules(self) -> None:
         """Learn which module runs (this thread only), through public global forward hooks."""

@@ -13,26 +13,56 @@ is switched between backward passes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torch import Tensor
 
 from .rules import BUILTIN_RULES, Rule
 
-__all__ = ["FuncRuleReLU", "RuleReLU", "RuleSlot", "relu_with_rule"]
+if TYPE_CHECKING:  # rule_maps builds on this module; only the type is needed here
+    from .rule_maps import Selection
+
+__all__ = ["FuncRuleReLU", "RuleReLU", "RuleSlot", "SiteSlot", "relu_with_rule"]
 
 
 class RuleSlot:
-    """The rules that the ReLUs recorded under it may use, and the one they use now (``rule``)."""
+    """The rules that the ReLUs recorded under it may use, and the one they use now (``rule``).
+
+    A selection may also be a :class:`~deconvlab.RuleMap`: the ReLUs recorded under such
+    a slot read their rule from a :class:`SiteSlot` instead.
+    """
 
     __slots__ = ("rule", "rules", "sign_only")
 
-    def __init__(self, *rules: Rule) -> None:
+    def __init__(self, *rules: Selection) -> None:
         self.rules = rules
         self.rule = rules[0]
         # Fixed at creation: decides what the forward pass saves for the backward pass.
         self.sign_only = all(rule.sign_only for rule in rules)
+
+
+class SiteSlot:
+    """What one ReLU under a rule map reads: its own rule for each selection of ``slot``.
+
+    ``by_selection`` maps ``id(selection)`` (a Rule or a RuleMap of ``slot.rules``) to the
+    rule this ReLU gets when ``slot.rule`` is that selection.
+    """
+
+    __slots__ = ("by_selection", "sign_only", "slot")
+
+    def __init__(self, slot: RuleSlot, by_selection: dict[int, Rule]) -> None:
+        self.slot, self.by_selection = slot, by_selection
+        self.sign_only = all(rule.sign_only for rule in by_selection.values())
+
+    @property
+    def rule(self) -> Rule:
+        """The rule of this ReLU under the slot's current selection."""
+        return self.by_selection[id(self.slot.rule)]
+
+
+#: What a ReLU's backward reads its rule from.
+Slot = Union[RuleSlot, SiteSlot]
 
 
 _BUILTIN_IDS = frozenset(id(rule) for rule in BUILTIN_RULES)
@@ -65,7 +95,7 @@ class RuleReLU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, slot: RuleSlot, inplace: bool) -> Tensor:
+    def forward(ctx: Any, x: Tensor, slot: Slot, inplace: bool) -> Tensor:
         # Sign-only rules get relu(x): same [x > 0], and autograd keeps it anyway.
         saved_input = None if slot.sign_only else (x.clone() if inplace else x)
         if inplace:
@@ -80,13 +110,13 @@ class RuleReLU(torch.autograd.Function):
     backward = staticmethod(_backward)
 
 
-def _relu(x: Tensor, slot: RuleSlot, inplace: bool) -> Tensor:
+def _relu(x: Tensor, slot: Slot, inplace: bool) -> Tensor:
     if inplace and not slot.sign_only:  # refused before writing
         raise ValueError("FuncRuleReLU in place would overwrite x, which this rule reads: use relu_with_rule")
     return torch.relu_(x) if inplace else torch.relu(x)
 
 
-def _setup(ctx: Any, inputs: tuple[Tensor, RuleSlot, bool], output: Tensor) -> None:
+def _setup(ctx: Any, inputs: tuple[Tensor, Slot, bool], output: Tensor) -> None:
     x, slot, inplace = inputs
     if inplace:
         ctx.mark_dirty(x)
@@ -107,15 +137,15 @@ class FuncRuleReLU(torch.autograd.Function):
 
     @staticmethod
     def vmap(
-        info: Any, in_dims: tuple[int | None, None, None], x: Tensor, slot: RuleSlot, inplace: bool
+        info: Any, in_dims: tuple[int | None, None, None], x: Tensor, slot: Slot, inplace: bool
     ) -> tuple[Tensor, int | None]:
         # Rules are elementwise: the batch dimension is one more dimension, the rule applies as it is.
         return FuncRuleReLU.apply(x, slot, inplace), in_dims[0]
 
 
-def relu_with_rule(x: Tensor, rule: Rule | RuleSlot, inplace: bool = False) -> Tensor:
+def relu_with_rule(x: Tensor, rule: Rule | Slot, inplace: bool = False) -> Tensor:
     """``relu(x)`` (in place with ``inplace=True``) whose backward pass follows ``rule``."""
-    slot = rule if isinstance(rule, RuleSlot) else RuleSlot(rule)
+    slot = RuleSlot(rule) if isinstance(rule, Rule) else rule
     # Private PyTorch API, the test Function.apply itself makes; no public equivalent
     # (tests/test_pytorch_private_api.py checks it).
     if not torch._C._are_functorch_transforms_active():
