@@ -27,6 +27,7 @@ that breaks, a layer that never runs). Each function's docstring lists its error
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +38,9 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "Inputs",
     "Target",
+    "Targets",
     "as_array",
     "as_bool",
     "as_choice",
@@ -47,19 +50,30 @@ __all__ = [
     "bias_of",
     "check_batch",
     "check_batch_dimension",
+    "check_forward_args",
     "check_images",
     "check_input",
+    "check_inputs",
     "check_model",
     "check_position",
     "check_rule_list",
     "check_target",
+    "check_targets",
     "find_layer",
     "forward_checks",
     "renaming",
     "seed_from_target",
+    "seeds_from_targets",
+    "top_classes",
 ]
 
-Target = Union[int, Sequence[int], np.ndarray, Tensor]
+#: A target (Captum's conventions): a class for the whole batch, one per example, one unit
+#: ``(c, i, j)`` of an output with more than two dimensions (or one per example), or a seed tensor.
+Target = Union[int, Sequence[int], tuple[int, ...], Sequence[tuple[int, ...]], np.ndarray, Tensor]
+#: Several targets (``targets=``): a list of targets, or ``"topK"`` (the K highest-scoring classes).
+Targets = Union[str, Sequence[Target], np.ndarray, Tensor]
+#: A model's input: a tensor, or a tuple of them for a model with several inputs.
+Inputs = Union[Tensor, tuple[Tensor, ...]]
 
 
 def check_model(model: nn.Module) -> None:
@@ -89,13 +103,73 @@ def check_input(x: Tensor, name: str = "x") -> None:
         )
 
 
-def check_batch(output: Tensor, x: Tensor) -> None:
-    """The output must have one row per example of ``x``."""
+def check_inputs(model: nn.Module, x: Inputs) -> tuple[Tensor, ...]:
+    """``x`` as a tuple of inputs, each checked as :func:`check_input` does (named ``x[i]`` in a tuple).
+
+    Raises
+    ------
+    TypeError
+        ``x`` is no tensor nor tuple of tensors (a list of tensors is told to be a tuple), or an
+        input is not floating-point.
+    ValueError
+        An empty tuple; an input without a batch dimension; inputs with different batch sizes.
+    """
+    if not isinstance(x, tuple):
+        if isinstance(x, list) and x and all(isinstance(item, Tensor) for item in x):
+            raise TypeError(
+                "x is a list of tensors; for a model with several inputs pass a tuple: x=tuple(x)"
+            )
+        check_input(x)
+        check_batch_dimension(model, x)
+        return (x,)
+    if not x:
+        raise ValueError(
+            "x is an empty tuple; give the input tensor, or a tuple of them, one per model input"
+        )
+    for i, item in enumerate(x):
+        check_input(item, f"x[{i}]")
+    if len(x) == 1:
+        check_batch_dimension(model, x[0], "x[0]")
+    sizes = {len(item) for item in x}
+    if len(sizes) > 1:
+        listed = ", ".join(f"x[{i}] has {len(item)}" for i, item in enumerate(x))
+        raise ValueError(
+            f"the inputs in x have different batch sizes ({listed}); every input needs one row per example"
+        )
+    return x
+
+
+def check_batch(output: Tensor, x: Tensor, name: str = "x") -> None:
+    """The output must have one row per example of ``x`` (called ``name``)."""
     if isinstance(output, Tensor) and output.dim() >= 1 and output.shape[0] != x.shape[0]:
         raise ValueError(
-            f"the model's output has batch size {output.shape[0]} but x has {x.shape[0]} examples; "
-            f"does x (shape {tuple(x.shape)}) have its leading batch dimension?"
+            f"the model's output has batch size {output.shape[0]} but {name} has {x.shape[0]} examples; "
+            f"does {name} (shape {tuple(x.shape)}) have its leading batch dimension?"
         )
+
+
+def check_forward_args(model: nn.Module, inputs: int, extra: object) -> tuple:
+    """``additional_forward_args`` as a tuple (another value is one argument, as in Captum),
+    checked against the signature of ``model.forward`` with ``inputs`` inputs before it."""
+    extras = () if extra is None else extra if isinstance(extra, tuple) else (extra,)
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # no signature to check: the call will tell
+        return extras
+    try:
+        signature.bind(*range(inputs), *extras)
+    except TypeError as error:
+        given = f"{inputs} input{'s' if inputs > 1 else ''} (x)"
+        if extras:
+            raise TypeError(
+                f"the model's forward{signature} cannot take {given} and {len(extras)} "
+                f"additional_forward_args ({error})"
+            ) from None
+        raise TypeError(
+            f"the model's forward{signature} cannot take {given} ({error}); for several inputs pass "
+            "x=(a, b), for other arguments additional_forward_args=(...)"
+        ) from None
+    return extras
 
 
 def _is_integer(value: Tensor | np.ndarray) -> bool:
@@ -104,7 +178,16 @@ def _is_integer(value: Tensor | np.ndarray) -> bool:
     return bool(np.issubdtype(value.dtype, np.integer))
 
 
-def _class_indices(target: Target, batch: int, classes: int) -> Tensor:
+def _tuple_hint(length: int, output: Tensor) -> str:
+    """How to index one unit, when a list of ``length`` ints may have meant it."""
+    if output.dim() > 2 and length == output.dim() - 1:
+        return f"; to index one unit of the output (shape {tuple(output.shape)}) pass a tuple, e.g. (c, i, j)"
+    return ""
+
+
+def _class_indices(target: Target, output: Tensor) -> Tensor:
+    """One class per example: an int (or 0-d integer tensor) for all, or a list or 1-D tensor."""
+    batch, classes = output.shape[0], output.shape[1]
     if isinstance(target, bool):
         raise TypeError("target must be a class index, a list of them, or a seed tensor; got a bool")
     if isinstance(target, (Tensor, np.ndarray)) and target.ndim == 0 and _is_integer(target):
@@ -112,6 +195,7 @@ def _class_indices(target: Target, batch: int, classes: int) -> Tensor:
     if isinstance(target, (int, np.integer)):
         indices = torch.full((batch,), int(target), dtype=torch.long)
     else:
+        is_list = not isinstance(target, (Tensor, np.ndarray))
         indices = torch.as_tensor(np.asarray(target) if not isinstance(target, Tensor) else target)
         if indices.is_floating_point() or indices.dtype == torch.bool:
             raise TypeError(
@@ -123,8 +207,20 @@ def _class_indices(target: Target, batch: int, classes: int) -> Tensor:
                 f"target has shape {tuple(indices.shape)}; give an int, one class per example "
                 "(a list or 1-D tensor), or a seed tensor shaped like the model's output"
             )
+        if is_list and len(indices) == batch and _tuple_hint(batch, output):
+            raise ValueError(
+                f"target {list(target)} is ambiguous for an output of shape {tuple(output.shape)}: a list is "
+                f"one class per example (summed over the positions), a tuple {tuple(target)} one unit of "
+                f"the output for every example (Captum's convention); pass the tuple, or for one class per "
+                f"example a 1-D tensor, torch.tensor({list(target)})"
+            )
+        if not is_list and len(indices) == 1:
+            indices = indices.expand(batch)  # one class for the whole batch, as Captum reads it
         if len(indices) != batch:
-            raise ValueError(f"target has {len(indices)} entries but the batch has {batch} examples")
+            raise ValueError(
+                f"target has {len(indices)} entries but the batch has {batch} examples"
+                f"{_tuple_hint(len(indices), output) if is_list else ''}"
+            )
     bad = (indices < 0) | (indices >= classes)
     if bool(bad.any()):
         raise IndexError(
@@ -134,12 +230,56 @@ def _class_indices(target: Target, batch: int, classes: int) -> Tensor:
     return indices.long()
 
 
+def _unit(output: Tensor, index: tuple, name: str) -> tuple[int, ...]:
+    """``index`` (a tuple target) checked against ``output``: one entry per dimension after the batch."""
+    shape, units = tuple(output.shape), tuple(output.shape[1:])
+    if output.dim() == 2 and len(index) != 1:
+        raise ValueError(
+            f"{name} {index} is a tuple, which indexes one unit of an output with more than two "
+            f"dimensions, such as (c, i, j) for (N, C, H, W); this output has shape {shape}: pass an int "
+            f"for one class for the whole batch, or a list {list(index)} for one class per example"
+        )
+    if len(index) != len(units):
+        raise ValueError(
+            f"{name} {index} has {len(index)} entries, but the model's output has shape {shape}: a tuple "
+            f"indexes one unit, with one entry per dimension after the batch ({len(units)} here)"
+        )
+    unit = tuple(int(i) for i in index)
+    for k, (i, size) in enumerate(zip(unit, units)):
+        if not 0 <= i < size:
+            raise IndexError(
+                f"{name} {unit} is out of range: entry {k} is {i}, but dimension {k + 1} of the "
+                f"model's output {shape} has size {size} (valid: 0..{size - 1})"
+            )
+    return unit
+
+
+def _unit_seed(output: Tensor, target: tuple | Sequence[tuple]) -> Tensor:
+    """The seed of a tuple target (one unit for every example) or a list of them (one per example)."""
+    seed = torch.zeros_like(output)
+    if isinstance(target, tuple):
+        unit: tuple = (slice(None), *_unit(output, target, "target"))
+        seed[unit] = 1.0
+        return seed
+    if len(target) != len(output):
+        raise ValueError(
+            f"target has {len(target)} entries but the batch has {len(output)} examples; a list of tuples "
+            "holds one index per example"
+        )
+    for example, index in enumerate(target):
+        unit = (example, *_unit(output, index, f"target[{example}]"))
+        seed[unit] = 1.0
+    return seed
+
+
 def seed_from_target(output: Tensor, target: Target) -> Tensor:
-    """The tensor to backpropagate from ``output`` for ``target``.
+    """The tensor to backpropagate from ``output`` for ``target`` (Captum's conventions).
 
     ``target`` is an int or a 0-d integer tensor (same class for the whole batch), a list
-    or 1-D tensor (one class per example), or a tensor shaped like ``output``, used as it is.
-    For outputs with spatial dimensions the one-hot seed covers every position.
+    or 1-D tensor (one class per example), a tuple ``(c, i, j)`` indexing one unit of an
+    output with more than two dimensions (the same for every example), a list of such tuples
+    (one per example), or a floating-point tensor shaped like ``output``, used as it is.
+    For outputs with more than two dimensions a class seed covers every position.
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"the model must return a tensor, it returned {type(output).__name__}")
@@ -149,7 +289,9 @@ def seed_from_target(output: Tensor, target: Target) -> Tensor:
         )
     if isinstance(target, Tensor) and target.shape == output.shape and target.is_floating_point():
         return target.to(dtype=output.dtype, device=output.device)
-    indices = _class_indices(target, output.shape[0], output.shape[1]).to(output.device)
+    if isinstance(target, tuple) or (isinstance(target, list) and target and isinstance(target[0], tuple)):
+        return _unit_seed(output, target)
+    indices = _class_indices(target, output).to(output.device)
     index = indices.view(-1, *([1] * (output.dim() - 1))).expand(-1, 1, *output.shape[2:])
     return torch.zeros_like(output).scatter_(1, index, 1.0)
 
@@ -394,17 +536,19 @@ def _string_target(name: str, text: str) -> TypeError:
 
 
 def check_target(target: object) -> None:
-    """Refuse a ``target`` that is no class index, list of them or seed tensor, before the forward pass.
+    """Refuse a ``target`` that is no class index, list of them, tuple index or seed tensor, before
+    the forward pass.
 
-    What needs the model's output (the number of classes and examples, a seed's shape) is
-    checked afterwards, by :func:`seed_from_target`.
+    What needs the model's output (the number of classes, examples and dimensions, a seed's
+    shape) is checked afterwards, by :func:`seed_from_target`.
 
     Raises
     ------
     TypeError
-        None, a string, a float, a bool, a list holding anything but integers, another object.
+        None, a string, a float, a bool, a list holding anything but integers or tuples of them (or
+        mixing both), a tuple holding anything but integers, another object.
     ValueError
-        An empty list; a seed tensor with NaN or infinite values.
+        An empty list or tuple; a seed tensor with NaN or infinite values.
     IndexError
         An integer too large for any model (beyond 64 bits).
     """
@@ -412,7 +556,7 @@ def check_target(target: object) -> None:
         raise TypeError(
             "target is None: give the class to explain, an int such as 3 (or one per example, [3, 0, ...]) "
             "or a seed tensor shaped like the model's output; for the predicted class pass "
-            "target=model(x).argmax(1)"
+            "target=model(x).argmax(1); for several targets pass targets=[...]"
         )
     if isinstance(target, str):
         raise _string_target("target", target)
@@ -449,22 +593,123 @@ def check_target(target: object) -> None:
         elif target.dtype.kind == "u" and target.size and int(target.max()) > _INT64_MAX:
             raise IndexError(f"target {int(target.max())} is out of range for any model")
         return
+    if isinstance(target, tuple):
+        _check_unit_index(target, "target")
+        return
     if not isinstance(target, Sequence):
         raise TypeError(
-            f"target must be a class index (int), a list of them (one per example) or a seed tensor, "
-            f"got {describe(target)}"
+            f"target must be a class index (int), a list of them (one per example), a tuple index "
+            f"(c, i, j) or a seed tensor, got {describe(target)}"
         )
     if len(target) == 0:
         raise ValueError("target is an empty list; give one class index per example, or one int for all")
+    units = [isinstance(item, tuple) for item in target]
     for i, item in enumerate(target):
+        if units[i]:
+            _check_unit_index(item, f"target[{i}]")
+            continue
         if isinstance(item, str):
             raise _string_target(f"target[{i}]", item)
         if not _is_index(item):
             raise TypeError(
-                f"target[{i}] is {describe(item)}, not a class index; a list target holds one int per example"
+                f"target[{i}] is {describe(item)}, not a class index; a list target holds one int per "
+                "example (or one tuple index (c, i, j) per example)"
             )
         if not -_INT64_MAX <= int(item) <= _INT64_MAX:
             raise IndexError(f"target[{i}] = {item} is out of range for any model")
+    if any(units) and not all(units):
+        raise TypeError(
+            f"target mixes ints and tuples ({describe(target)}); give one class per example, [3, 1], "
+            "or one tuple index per example, [(c, i, j), ...]"
+        )
+
+
+def _check_unit_index(index: tuple, name: str) -> None:
+    """A tuple target: a non-empty tuple of integers (fitted to the output later)."""
+    if not index:
+        raise ValueError(f"{name} is an empty tuple; a tuple indexes one unit of the output, e.g. (c, i, j)")
+    for k, item in enumerate(index):
+        if isinstance(item, str):
+            raise _string_target(f"{name}[{k}]", item)
+        if not _is_index(item):
+            raise TypeError(
+                f"{name}[{k}] is {describe(item)}, not an integer; a tuple indexes one unit of the "
+                "output, e.g. (c, i, j)"
+            )
+        if not -_INT64_MAX <= int(item) <= _INT64_MAX:
+            raise IndexError(f"{name}[{k}] = {item} is out of range for any model")
+
+
+_TOP_K = re.compile(r"top([0-9]+)")
+
+
+def check_targets(target: object, targets: object) -> list | int | None:
+    """``targets=`` before the forward pass: None (one ``target``), its list, or K for ``"topK"``.
+
+    Raises
+    ------
+    TypeError
+        Both ``target`` and ``targets``, or a ``targets`` that is no list of targets nor "topK";
+        an item as :func:`check_target` (the message starts ``targets[k]:``).
+    ValueError
+        An empty list; another string; "top0".
+    """
+    if targets is None:
+        check_target(target)
+        return None
+    if target is not None:
+        raise TypeError("give either target= (one map per example) or targets= (a map per target), not both")
+    if isinstance(targets, str):
+        match = _TOP_K.fullmatch(targets)
+        if match is None or int(match.group(1)) == 0:
+            raise ValueError(
+                f"targets must be a list of targets or 'topK' such as 'top5' (the K highest-scoring "
+                f"classes), got {targets!r}"
+            )
+        return int(match.group(1))
+    if isinstance(targets, (Tensor, np.ndarray)) and targets.ndim in (1, 2):
+        items = list(targets)  # one class, or one class per example, per row
+    elif isinstance(targets, (list, tuple, range)):
+        items = list(targets)
+    else:
+        raise TypeError(
+            f"targets must be a list of targets (each as target= takes it) or 'topK' such as 'top5', "
+            f"got {describe(targets)}"
+        )
+    if not items:
+        raise ValueError("targets is empty; give at least one target, e.g. targets=[0, 1, 2]")
+    for k, item in enumerate(items):
+        try:
+            check_target(item)
+        except (TypeError, ValueError, IndexError) as error:
+            raise type(error)(f"targets[{k}]: {error}") from None
+    return items
+
+
+def top_classes(output: Tensor, k: int) -> list[Tensor]:
+    """The ``k`` highest-scoring classes of each example of an ``(N, C)`` output, best first:
+    ``k`` tensors of shape ``(N,)``."""
+    if output.dim() != 2:
+        raise ValueError(
+            f"targets='top{k}' ranks the classes of an (N, C) output, but the model's output has shape "
+            f"{tuple(output.shape)}; pass the targets as a list instead"
+        )
+    if k > output.shape[1]:
+        raise ValueError(f"targets='top{k}' asks for {k} classes, but the model has {output.shape[1]}")
+    return list(output.detach().topk(k, dim=1).indices.T)
+
+
+def seeds_from_targets(output: Tensor, targets: list | int) -> tuple[Tensor, list]:
+    """The seeds of several targets, stacked ``(T, *output.shape)``, and the targets
+    (``"topK"``, given as ``k``, resolved by :func:`top_classes`)."""
+    items = top_classes(output, targets) if isinstance(targets, int) else targets
+    seeds = []
+    for k, item in enumerate(items):
+        try:
+            seeds.append(seed_from_target(output, item))
+        except (TypeError, ValueError, IndexError) as error:
+            raise type(error)(f"targets[{k}]: {error}") from None
+    return torch.stack(seeds), items
 
 
 def check_position(position: object) -> str | tuple[int, ...] | None:
@@ -561,7 +806,7 @@ class forward_checks:
     interrupted. Run :func:`check_batch_dimension` before the block.
     """
 
-    def __init__(self, model: nn.Module, x: Tensor, name: str = "x") -> None:
+    def __init__(self, model: nn.Module, x: Inputs, name: str = "x") -> None:
         self.model, self.x, self.name = model, x, name
 
     def __enter__(self) -> forward_checks:
@@ -572,6 +817,9 @@ class forward_checks:
             return
         name, x = self.name, self.x
         message = str(error).split("\n")[0]
+        if isinstance(x, tuple):
+            _refuse_inputs(name, x, message, error)
+            return
         if _DTYPE_ERROR.search(message):
             wanted = _parameter_dtype(self.model)
             convertible = wanted is not None and wanted != x.dtype
@@ -584,6 +832,16 @@ class forward_checks:
             raise ValueError(
                 f"{name} has shape {tuple(x.shape)}, which the model cannot take: {message}{hint}"
             ) from error
+
+
+def _refuse_inputs(name: str, x: tuple[Tensor, ...], message: str, error: BaseException | None) -> None:
+    """:class:`forward_checks` for several inputs: name their dtypes or shapes."""
+    if _DTYPE_ERROR.search(message):
+        dtypes = ", ".join(f"{name}[{i}]: {item.dtype}" for i, item in enumerate(x))
+        raise TypeError(f"{name} holds dtypes the model cannot take ({dtypes}): {message}") from error
+    if _SHAPE_ERROR.search(message):
+        shapes = ", ".join(f"{name}[{i}]: {tuple(item.shape)}" for i, item in enumerate(x))
+        raise ValueError(f"{name} holds shapes the model cannot take ({shapes}): {message}") from error
 
 
 @contextmanager

@@ -127,6 +127,181 @@ def test_bad_targets(teaching, shapes, target, error, message):
         dl.attribute(teaching, shapes.images, target)
 
 
+def _segmentation() -> nn.Module:
+    """(N, 3, H, W) in, (N, 4, H, W) out."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 1))
+
+
+@pytest.mark.parametrize(
+    ("target", "batch", "error", "message"),
+    [
+        (
+            (1, 2),
+            2,
+            ValueError,
+            r"^target \(1, 2\) is a tuple, which indexes one unit of an output with more "
+            r"than two dimensions.*shape \(2, 6\): pass an int .* or a list \[1, 2\] for one class per example",
+        ),
+        ((), 2, ValueError, r"^target is an empty tuple"),
+        ((1, "a"), 2, TypeError, r"^target\[1\] is the string 'a'"),
+        ((1, 2.5), 2, TypeError, r"^target\[1\] is float 2\.5, not an integer"),
+        ([(1,), 2], 2, TypeError, r"^target mixes ints and tuples"),
+        ([(1,), (1, "b")], 2, TypeError, r"^target\[1\]\[1\] is the string 'b'"),
+    ],
+)
+def test_bad_tuple_targets_on_a_class_output(teaching, shapes, target, batch, error, message):
+    with pytest.raises(error, match=message):
+        dl.attribute(teaching, shapes.images[:batch], target)
+
+
+@pytest.mark.parametrize(
+    ("target", "batch", "error", "message"),
+    [
+        (
+            [1, 2, 3],
+            3,
+            ValueError,
+            r"^target \[1, 2, 3\] is ambiguous for an output of shape \(3, 4, 8, 8\): "
+            r"a list is one class per example .* a tuple \(1, 2, 3\) one unit .* torch\.tensor\(\[1, 2, 3\]\)",
+        ),
+        (
+            [1, 2, 3],
+            2,
+            ValueError,
+            r"^target has 3 entries but the batch has 2 examples; to index one unit of "
+            r"the output \(shape \(2, 4, 8, 8\)\) pass a tuple",
+        ),
+        (
+            (1, 2),
+            2,
+            ValueError,
+            r"^target \(1, 2\) has 2 entries, but the model's output has shape "
+            r"\(2, 4, 8, 8\): a tuple indexes one unit, with one entry per dimension after the batch \(3 here\)",
+        ),
+        ((1, 2, 3, 0), 2, ValueError, r"^target \(1, 2, 3, 0\) has 4 entries"),
+        (
+            (4, 0, 0),
+            2,
+            IndexError,
+            r"^target \(4, 0, 0\) is out of range: entry 0 is 4, but dimension 1 of the "
+            r"model's output \(2, 4, 8, 8\) has size 4 \(valid: 0\.\.3\)",
+        ),
+        ((0, -1, 0), 2, IndexError, r"^target \(0, -1, 0\) is out of range: entry 1 is -1"),
+        ([(0, 0, 0)], 2, ValueError, r"^target has 1 entries but the batch has 2 examples; a list of tuples"),
+        ([(0, 0, 0), (0, 8, 0)], 2, IndexError, r"^target\[1\] \(0, 8, 0\) is out of range"),
+        ([(0, 0, 0), (0, 0)], 2, ValueError, r"^target\[1\] \(0, 0\) has 2 entries"),
+    ],
+)
+def test_bad_targets_on_a_spatial_output(target, batch, error, message):
+    x = torch.randn(batch, 3, 8, 8)
+    with pytest.raises(error, match=message):
+        dl.attribute(_segmentation(), x, target)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(target=1, targets=[1, 2]), TypeError, r"^give either target= .* or targets= .*, not both"),
+        (dict(targets=[]), ValueError, r"^targets is empty"),
+        (dict(targets="top0"), ValueError, r"^targets must be a list of targets or 'topK' such as 'top5'"),
+        (dict(targets="best5"), ValueError, r"^targets must be a list of targets or 'topK'.* got 'best5'"),
+        (dict(targets=3), TypeError, r"^targets must be a list of targets .* got int 3"),
+        (dict(targets=[1, None]), TypeError, r"^targets\[1\]: target is None"),
+        (dict(targets=[1, "ring"]), TypeError, r"^targets\[1\]: target is the string 'ring'"),
+        (dict(targets=[1, 9]), IndexError, r"^targets\[1\]: target 9 is out of range for an output with 6"),
+        (
+            dict(targets=[1, [0, 1, 2]]),
+            ValueError,
+            r"^targets\[1\]: target has 3 entries but the batch has 2",
+        ),
+        (dict(targets=[(1, 2)]), ValueError, r"^targets\[0\]: target \(1, 2\) is a tuple"),
+        (dict(targets="top7"), ValueError, r"^targets='top7' asks for 7 classes, but the model has 6"),
+    ],
+)
+def test_bad_targets_lists(teaching, shapes, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        dl.attribute(teaching, shapes.images, **kwargs)
+
+
+def test_top_k_needs_a_class_output():
+    with pytest.raises(
+        ValueError,
+        match=r"^targets='top2' ranks the classes of an \(N, C\) output, but the "
+        r"model's output has shape \(2, 4, 8, 8\); pass the targets as a list",
+    ):
+        dl.attribute(_segmentation(), torch.randn(2, 3, 8, 8), targets="top2")
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(2, 3)
+
+    def forward(self, u, v, scale=1.0):
+        return torch.relu(self.a(u) + self.b(v)) * scale
+
+
+@pytest.mark.parametrize(
+    ("x", "kwargs", "error", "message"),
+    [
+        (
+            (torch.randn(5, 4), torch.randn(3, 2)),
+            {},
+            ValueError,
+            r"^the inputs in x have different batch sizes \(x\[0\] has 5, x\[1\] has 3\); every input needs",
+        ),
+        (
+            (torch.randn(5, 4), torch.ones(5, 2, dtype=torch.long)),
+            {},
+            TypeError,
+            r"^x\[1\] has dtype torch\.int64; the signal is a derivative",
+        ),
+        (
+            (torch.randn(5, 4), torch.randn(5)),
+            {},
+            ValueError,
+            r"^x\[1\] has shape \(5,\); it needs a leading",
+        ),
+        ((torch.randn(5, 4), np.zeros((5, 2))), {}, TypeError, r"^x\[1\] must be a torch\.Tensor"),
+        ((torch.randn(5, 4), torch.full((5, 2), float("nan"))), {}, ValueError, r"^x\[1\] has 10 NaN"),
+        ((), {}, ValueError, r"^x is an empty tuple"),
+        ([torch.randn(5, 4), torch.randn(5, 2)], {}, TypeError, r"^x is a list of tensors; .* x=tuple\(x\)"),
+        (
+            torch.randn(5, 4),
+            {},
+            TypeError,
+            r"^the model's forward\(u, v, scale=1\.0\) cannot take 1 input \(x\) \(missing a required argument: "
+            r"'v'\); for several inputs pass x=\(a, b\), for other arguments additional_forward_args",
+        ),
+        (
+            (torch.randn(5, 4), torch.randn(5, 2)),
+            {"additional_forward_args": (1.0, 2.0)},
+            TypeError,
+            r"^the model's forward\(u, v, scale=1\.0\) cannot take 2 inputs \(x\) and 2 additional_forward_args "
+            r"\(too many positional arguments\)",
+        ),
+        (
+            (torch.randn(5, 4), torch.randn(5, 3)),
+            {},
+            ValueError,
+            r"^x holds shapes the model cannot take \(x\[0\]: \(5, 4\), x\[1\]: \(5, 3\)\): ",
+        ),
+        (
+            (torch.randn(5, 4), torch.randn(5, 2, dtype=torch.float64)),
+            {},
+            TypeError,
+            r"^x holds dtypes the model cannot take \(x\[0\]: torch\.float32, x\[1\]: torch\.float64\)",
+        ),
+    ],
+)
+def test_bad_inputs_of_a_model_with_several(x, kwargs, error, message):
+    model = _TwoInputs()  # in training mode: left so
+    with pytest.raises(error, match=message):
+        dl.attribute(model, x, 1, **kwargs)
+    assert _no_hooks(model) and model.training
+
+
 def test_an_image_without_batch_dimension_is_refused_before_the_model_runs(teaching, shapes):
     ran = []
     handle = teaching.features[0].register_forward_hook(lambda *args: ran.append(1))
@@ -418,6 +593,12 @@ def _table() -> dict[str, tuple]:
             ["model", "x", "target", "rule", "layer"],
         ),
         "attribute(rules=)": (dl.attribute, dict(model=m, x=x, target=1, rules=["gradient"]), ["rules"]),
+        "attribute(targets=)": (dl.attribute, dict(model=m, x=x, targets=[0, 1]), ["targets"]),
+        "attribute(additional_forward_args=)": (
+            dl.attribute,
+            dict(model=m, x=x, target=1, additional_forward_args=None),
+            ["additional_forward_args"],
+        ),
         "record": (dl.record, dict(model=m, x=x, target=y, layer="3"), ["model", "x", "target", "layer"]),
         "project": (
             dl.project,
@@ -426,8 +607,8 @@ def _table() -> dict[str, tuple]:
         ),
         "project(rules=)": (
             dl.project,
-            dict(model=m, x=x, layer="3", channel=1, rules=["deconvnet"]),
-            ["rules"],
+            dict(model=m, x=x, layer="3", channel=1, rules=["deconvnet"], additional_forward_args=None),
+            ["rules", "additional_forward_args"],
         ),
         "backward_rule": (dl.backward_rule, dict(rule="deconvnet"), ["rule"]),
         "get_rule": (dl.get_rule, dict(rule="guided"), ["rule"]),
@@ -557,7 +738,7 @@ def _table() -> dict[str, tuple]:
         # widgets
         "RuleExplorer": (
             RuleExplorer,
-            dict(rules=["gradient"], extent=1.0, resolution=9, scale=1, x=0.1, p=0.2),
+            dict(rules=["gradient"], extent=1.0, resolution=9, scale=2, x=0.1, p=0.2),
             ["rules", "extent", "resolution", "scale", "x", "p"],
         ),
         "InputExplorer": (

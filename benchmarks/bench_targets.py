@@ -1,0 +1,206 @@
+"""Cost of maps for many targets: one forward pass against one call per target.
+
+``dl.attribute(model, x, targets=[...])`` records the forward pass once and runs one
+backward pass per target over the kept graph. This times, for each model (torchvision's,
+random init, 224 px; or the shipped teaching model on 64 px shapes), on CPU, for one rule:
+
+* ``plain``: plain autograd, one forward and one backward pass (the floor of one map);
+* ``dl:1 call``: ``deconvlab.attribute`` for one target;
+* ``dl:T calls``: ``deconvlab.attribute`` once per target (T forward passes);
+* ``dl:targets``: ``targets=`` with the default path, one backward pass per target
+  (``retain_graph``);
+* ``dl:targets batched``: the same maps from one batched backward pass
+  (``torch.autograd.grad(..., is_grads_batched=True)``, the backward pass under vmap).
+
+The house style of ``bench_rules.py``: after a warm-up, every round runs each method once in
+a fresh random order; each method's time is divided by the time of ``dl:T calls`` *of the
+same round*; the table gives the median of these per-round ratios with a 95 % bootstrap
+interval, for wall and process CPU time, from the quiet rounds (other processes below
+``--quiet`` of the CPUs) when there are at least 5 of them.
+
+Usage::
+
+    python benchmarks/bench_targets.py                        # resnet18:1, 10 targets, 15 rounds, 2 threads
+    python benchmarks/bench_targets.py --models resnet18:1 vgg16:1 alexnet:4 --targets 10
+    python benchmarks/bench_targets.py --models teaching:1 teaching:16 --targets 6   # the shipped CNN
+    python benchmarks/bench_targets.py --quick                # CI-sized: 5 rounds, 1 warm-up
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_rules import MIN_QUIET, build, clock, cpu_seconds, quiet_rounds, ratio
+
+import deconvlab as dl
+
+CALLS = "dl:T calls"
+
+
+def build_model(name: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A random-init torchvision model and a random 224 px batch, or ``teaching``: the shipped
+    teaching model (6 classes) on a batch of the 64 px shapes data."""
+    if name == "teaching":
+        return dl.models.teaching_model(), dl.data.shapes(batch, seed=0).images
+    return build(name, batch)
+
+
+def plain_autograd(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The floor of one map: gradient of output 0 with respect to the input."""
+    leaf = x.detach().requires_grad_(True)
+    output = model(leaf)
+    seed = torch.zeros_like(output)
+    seed[:, 0] = 1
+    return torch.autograd.grad(output, leaf, seed)[0]
+
+
+def batched_backward(model: torch.nn.Module, x: torch.Tensor, targets: list[int], rule: str) -> torch.Tensor:
+    """The maps of ``targets`` from one forward pass and ONE batched backward pass: the seeds
+    stacked ``(T, *output.shape)`` and ``is_grads_batched=True`` (the backward pass under vmap)."""
+    recorded = dl.record(model, x, targets=targets, rule=rule)
+    (maps,) = torch.autograd.grad(recorded.output, recorded.wrt, recorded.seed, is_grads_batched=True)
+    return maps
+
+
+def methods(model: torch.nn.Module, targets: int, rule: str) -> dict[str, Callable[[torch.Tensor], object]]:
+    """Every timed method, by key."""
+    classes = list(range(targets))
+    return {
+        "plain": lambda x: plain_autograd(model, x),
+        "dl:1 call": lambda x: dl.attribute(model, x, 0, rule=rule),
+        CALLS: lambda x: [dl.attribute(model, x, c, rule=rule) for c in classes],
+        "dl:targets": lambda x: dl.attribute(model, x, targets=classes, rule=rule),
+        "dl:targets batched": lambda x: batched_backward(model, x, classes, rule),
+    }
+
+
+def check_equal(table: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor) -> None:
+    """Both paths give the maps of separate calls (else the timing means nothing)."""
+    separate = torch.stack(table[CALLS](x))  # type: ignore[arg-type]
+    for key in ("dl:targets", "dl:targets batched"):
+        maps = table[key](x)
+        assert isinstance(maps, torch.Tensor)
+        if not torch.allclose(maps, separate, rtol=1e-5, atol=1e-7):
+            raise AssertionError(f"{key} differs from separate calls by {(maps - separate).abs().max():.3g}")
+
+
+def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Seconds per round and method (rounds, clocks), interleaved in a random order each round,
+    and the share of the CPUs other processes used in each round."""
+    model, x = build_model(name, batch)
+    table = methods(model, args.targets, args.rule)
+    check_equal(table, x)
+    for _ in range(args.warmup):
+        for run in table.values():
+            run(x)
+    order, shuffle = list(table), random.Random(0).shuffle
+    rows: dict[str, list[tuple[float, float]]] = {key: [] for key in table}
+    load = []
+    for _ in range(args.repeats):
+        shuffle(order)
+        (machine, own), start = cpu_seconds(), time.perf_counter()
+        for key in order:
+            rows[key].append(clock(table[key], x))
+        (machine_end, own_end), wall = cpu_seconds(), time.perf_counter() - start
+        load.append((machine_end - machine - (own_end - own)) / ((os.cpu_count() or 1) * wall))
+    return {key: np.array(values) for key, values in rows.items()}, np.array(load)
+
+
+def _interval(bounds: np.ndarray) -> str:
+    median, low, high = bounds
+    return f"{median:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def report(
+    name: str, batch: int, samples: dict[str, np.ndarray], load: np.ndarray, args: argparse.Namespace
+) -> list[str]:
+    """Markdown table: medians, and ratios to T separate calls and to plain autograd."""
+    used = quiet_rounds(samples, load, args.quiet)
+    if used is None:
+        used, basis = samples, f"all {len(load)} rounds, LOADED: fewer than {MIN_QUIET} quiet ones"
+    else:
+        basis = f"{len(used['plain'])} quiet rounds of {len(load)}"
+    lines = [
+        f"\n### {name}, batch {batch}, {args.targets} targets, {args.rule}, "
+        f"{torch.get_num_threads()} threads; {basis} (other processes used a median "
+        f"{np.median(load):.0%} of the CPUs)",
+        "",
+        "| method | median wall s | ÷ T calls, wall [95 % CI] | ÷ T calls, CPU [95 % CI] | × plain, wall |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, values in used.items():
+        wall_ratio, cpu_ratio = ratio(used, key, base=CALLS)
+        plain_ratio = ratio(used, key)[0][0]
+        lines.append(
+            f"| {key} | {np.median(values[:, 0]):.3f} | {_interval(wall_ratio)} | {_interval(cpu_ratio)} "
+            f"| {plain_ratio:.2f} |"
+        )
+    default, batched = (ratio(used, key, base=CALLS)[0][0] for key in ("dl:targets", "dl:targets batched"))
+    wall, cpu = ratio(used, "dl:targets batched", base="dl:targets")
+    _, low, high = wall
+    verdict = "batched backward" if high < 1 else "one backward per target" if low > 1 else "neither (tie)"
+    lines += [
+        f"\n{args.targets} targets from one forward pass ÷ {args.targets} separate calls (wall): "
+        f"one backward per target {default:.3f}, batched backward {batched:.3f}",
+        f"batched ÷ one backward per target: wall {_interval(wall)}, CPU {_interval(cpu)}; faster: {verdict}",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="*", help="name:batch pairs (torchvision names or teaching), default: resnet18:1"
+    )
+    parser.add_argument("--targets", type=int, default=10, help="number of targets (classes 0..T-1)")
+    parser.add_argument("--rule", default="guided_backprop")
+    parser.add_argument("--repeats", type=int, help="rounds of interleaved samples (default 15)")
+    parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2)")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.05,
+        help="a round is quiet if other processes used less than this share of the CPUs",
+    )
+    parser.add_argument("--quick", action="store_true", help="CI-sized run: 5 rounds, 1 warm-up")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write the raw samples to this file")
+    args = parser.parse_args()
+    args.models = args.models or ["resnet18:1"]
+    args.repeats = args.repeats or (5 if args.quick else 15)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, deconvlab {dl.__version__}; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+    raw = {}
+    for spec in args.models:
+        name, batch = spec.split(":")
+        samples, load = time_methods(name, int(batch), args)
+        seconds = {key: {"wall": v[:, 0].tolist(), "cpu": v[:, 1].tolist()} for key, v in samples.items()}
+        raw[spec] = {"seconds": seconds, "other_processes_cpu_share": load.tolist()}
+        print("\n".join(report(name, int(batch), samples, load, args)), flush=True)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(raw, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
