@@ -16,12 +16,15 @@ guided_backprop      ``p · [x > 0] · [p > 0]``
 The layout shows the architecture, each layer using only those before it:
 
 * core: :mod:`~deconvlab.rules` (the equation), :mod:`~deconvlab.relu` (the autograd
-  function), :mod:`~deconvlab.context` (the context manager), :mod:`~deconvlab.recording`
-  (the one forward pipeline), :mod:`~deconvlab.attribution` (attribute, project);
+  function), :mod:`~deconvlab.rule_maps` (a rule per layer), :mod:`~deconvlab.context`
+  (the context manager), :mod:`~deconvlab.recording` (the one forward pipeline),
+  :mod:`~deconvlab.attribution` (attribute, project), and its compositions
+  :mod:`~deconvlab.cam` (Grad-CAM, Guided Grad-CAM) and :mod:`~deconvlab.smoothgrad`;
 * measurement: :mod:`~deconvlab.metrics` (pure functions on maps, masks and images);
 * experiments: :mod:`~deconvlab.sanity` (the published sanity checks),
   :mod:`~deconvlab.zeiler_fergus`, :mod:`~deconvlab.toynets`;
-* teaching material: :mod:`~deconvlab.models`, :mod:`~deconvlab.data`, :mod:`~deconvlab.train`;
+* teaching material: :mod:`~deconvlab.models`, :mod:`~deconvlab.data`, :mod:`~deconvlab.train`,
+  and where it runs: :mod:`~deconvlab.runtime` (Binder or Colab, torch's thread count);
 * presentation: :mod:`~deconvlab.viz`, :mod:`~deconvlab.widgets`, :mod:`~deconvlab.cli`;
 * TorchRay's API under its own module paths: :mod:`~deconvlab.torchray`;
 * the course: :mod:`~deconvlab.course` (exercise checkers, student and instructor versions).
@@ -35,9 +38,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .attribution import attribute, project, record
+from .attribution import attribute, explain_rules, project, record
+from .cam import grad_cam, guided_grad_cam
 from .context import NoReLUWarning, UnsupportedActivationWarning, active_rule, backward_rule
+from .rule_maps import RuleMap
 from .rules import BUILTIN_RULES, Rule, get_rule, register_rule, rule_names
+from .smoothgrad import smooth_grad
 
 __version__ = "0.2.0"
 
@@ -45,22 +51,28 @@ __all__ = [
     "BUILTIN_RULES",
     "NoReLUWarning",
     "Rule",
+    "RuleMap",
     "UnsupportedActivationWarning",
     "__version__",
     "active_rule",
     "attribute",
     "backward_rule",
+    "explain_rules",
     "get_rule",
+    "grad_cam",
+    "guided_grad_cam",
     "project",
     "record",
     "register_rule",
     "rule_names",
+    "smooth_grad",
 ]
 
 #: Submodules imported on first use, by layer.
 SUBMODULES = (
     "rules",
     "relu",
+    "rule_maps",
     "escapes",
     "interrupts",
     "observations",
@@ -68,7 +80,10 @@ SUBMODULES = (
     "recording",
     "checks",
     "model_state",
+    "runtime",
     "attribution",
+    "cam",
+    "smoothgrad",
     "metrics",
     "sanity",
     "zeiler_fergus",

@@ -12,16 +12,21 @@ def test_the_top_level_is_the_core():
             "BUILTIN_RULES",
             "NoReLUWarning",
             "Rule",
+            "RuleMap",
             "UnsupportedActivationWarning",
             "__version__",
             "active_rule",
             "attribute",
             "backward_rule",
+            "explain_rules",
             "get_rule",
+            "grad_cam",
+            "guided_grad_cam",
             "project",
             "record",
             "register_rule",
             "rule_names",
+            "smooth_grad",
         ]
     )
     assert all(hasattr(dl, name) for name in dl.__all__)

@@ -1,0 +1,158 @@
+"""Cost of the research features against the calls they replace (issue 11's targets).
+
+For each model (random init, 224 px, CPU) this times, each against its own baseline:
+
+* ``rule map ÷ one rule``: ``attribute(rule=RuleMap(...))`` (guided backprop in the upper half
+  of the network, the gradient below) against ``attribute(rule="guided_backprop")``; target ≤ 1.05;
+* ``SmoothGrad 16 ÷ 16 calls``: ``smooth_grad(samples=16)`` (noisy copies batched) against
+  sixteen ``attribute`` calls on noisy copies; target ≤ 0.8;
+* ``Guided Grad-CAM ÷ guided backprop``: ``guided_grad_cam`` (one forward pass for both
+  factors) against ``attribute(rule="guided_backprop")``; target ≤ 1.1.
+
+Maps for many targets from one forward pass are timed by ``bench_targets.py``.
+
+The house style of ``bench_rules.py``: after a warm-up, every round runs each method once in a
+fresh random order and each ratio is taken within the round; the table gives the median of the
+per-round ratios with a 95 % bootstrap interval, for wall and process CPU time, from the quiet
+rounds (other processes below ``--quiet`` of the CPUs) when there are at least 5 of them.
+
+Usage::
+
+    python benchmarks/bench_methods.py                 # resnet18:1 vgg16:1, 15 rounds, 2 threads
+    python benchmarks/bench_methods.py --quick         # CI-sized: resnet18:1, 5 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_rules import MIN_QUIET, build, clock, cpu_seconds, quiet_rounds, ratio
+
+import deconvlab as dl
+
+TARGET = 3
+SAMPLES = 16
+#: (timed method, its baseline, target ratio)
+COMPARISONS = [
+    ("dl:rule map", "dl:guided_backprop", 1.05),
+    ("dl:smooth_grad 16", "dl:16 calls", 0.8),
+    ("dl:guided_grad_cam", "dl:guided_backprop", 1.1),
+]
+#: Grad-CAM's layer (the last convolutional block) and the rule map's upper half, guided there.
+LAYERS = {
+    "resnet18": ("layer4", ["layer3*", "layer4*"]),
+    "vgg16": ("features.28", ["features.1[6-9]", "features.2?"]),
+}
+
+
+def noisy_copies(x: torch.Tensor) -> list[torch.Tensor]:
+    """The sixteen noisy inputs of the unbatched baseline (noise level 0.15 of the range)."""
+    generator = torch.Generator().manual_seed(0)
+    sigma = 0.15 * (x.amax() - x.amin())
+    return [x + sigma * torch.randn(x.shape, generator=generator) for _ in range(SAMPLES)]
+
+
+def methods(
+    name: str, model: torch.nn.Module, x: torch.Tensor
+) -> dict[str, Callable[[torch.Tensor], object]]:
+    layer, upper = LAYERS[name]
+    guided_above = dl.RuleMap({pattern: "guided_backprop" for pattern in upper}, default="gradient")
+    copies = noisy_copies(x)
+    return {
+        "dl:guided_backprop": lambda x: dl.attribute(model, x, TARGET, rule="guided_backprop"),
+        "dl:rule map": lambda x: dl.attribute(model, x, TARGET, rule=guided_above),
+        "dl:smooth_grad 16": lambda x: dl.smooth_grad(
+            model, x, TARGET, rule="guided_backprop", samples=SAMPLES
+        ),
+        "dl:16 calls": lambda x: [
+            dl.attribute(model, copy, TARGET, rule="guided_backprop") for copy in copies
+        ],
+        "dl:guided_grad_cam": lambda x: dl.guided_grad_cam(model, x, TARGET, layer),
+    }
+
+
+def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Seconds per round and method (rounds, clocks), interleaved; and the other processes' load."""
+    model, x = build(name, batch)
+    table = methods(name, model, x)
+    for _ in range(args.warmup):
+        for run in table.values():
+            run(x)
+    order, shuffle = list(table), random.Random(0).shuffle
+    rows: dict[str, list[tuple[float, float]]] = {key: [] for key in table}
+    load = []
+    for _ in range(args.repeats):
+        shuffle(order)
+        (machine, own), start = cpu_seconds(), time.perf_counter()
+        for key in order:
+            rows[key].append(clock(table[key], x))
+        (machine_end, own_end), wall = cpu_seconds(), time.perf_counter() - start
+        load.append((machine_end - machine - (own_end - own)) / (os.cpu_count() * wall))
+    return {key: np.array(values) for key, values in rows.items()}, np.array(load)
+
+
+def report(
+    name: str, batch: int, samples: dict[str, np.ndarray], load: np.ndarray, quiet: float
+) -> list[str]:
+    used = quiet_rounds(samples, load, quiet)
+    if used is None:
+        used, basis = samples, f"all {len(load)} rounds, LOADED: fewer than {MIN_QUIET} quiet ones"
+    else:
+        basis = f"{len(next(iter(used.values())))} quiet rounds of {len(load)}"
+    lines = [
+        f"\n### {name}, batch {batch}, 224 px, {torch.get_num_threads()} threads; {basis} "
+        f"(other processes used a median {np.median(load):.0%} of the CPUs)",
+        "",
+        "| comparison | median wall s | ratio, wall [95 % CI] | ratio, CPU [95 % CI] | target |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, base, target in COMPARISONS:
+        (wall, low, high), (cpu, cpu_low, cpu_high) = ratio(used, key, base=base)
+        seconds = np.median(used[key][:, 0])
+        verdict = "met" if high <= target else ("not met" if low > target else "undecided")
+        lines.append(
+            f"| {key[3:]} ÷ {base[3:]} | {seconds:.3f} | {wall:.3f} [{low:.3f}, {high:.3f}] "
+            f"| {cpu:.3f} [{cpu_low:.3f}, {cpu_high:.3f}] | ≤ {target} ({verdict}) |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="*", help="name:batch pairs, default: resnet18:1 vgg16:1")
+    parser.add_argument("--repeats", type=int, help="rounds of interleaved samples (default 15)")
+    parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2)")
+    parser.add_argument("--quiet", type=float, default=0.05, help="quiet round: others below this CPU share")
+    parser.add_argument("--quick", action="store_true", help="CI-sized run: resnet18:1, 5 rounds, 1 warm-up")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    args.models = args.models or (["resnet18:1"] if args.quick else ["resnet18:1", "vgg16:1"])
+    args.repeats = args.repeats or (5 if args.quick else 15)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, deconvlab {dl.__version__}; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+    for spec in args.models:
+        name, batch = spec.split(":")
+        samples, load = time_methods(name, int(batch), args)
+        print("\n".join(report(name, int(batch), samples, load, args.quiet)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""SmoothGrad over any rule: attribute itself without noise, an unbatched loop with the same noise,
+the noise's scale in closed form, reproducibility, batching by budget, and errors that name the problem."""
+
+import numpy as np
+import pytest
+import torch
+from small_nets import small_cnn
+from torch import nn
+
+import deconvlab as dl
+from deconvlab.smoothgrad import noise_scale
+
+RULES = ["gradient", "deconvnet", "guided_backprop"]
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def reference_smooth_grad(model, x, target, rule, samples, noise_level, seed, squared=False):
+    """One attribute call per sample, the noise drawn as documented: per example,
+    sigma = noise_level * (max - min); sample s is x + sigma * randn(x.shape), in order."""
+    g = generator(seed)
+    flat = x.reshape(len(x), -1)
+    sigma = (noise_level * (flat.max(dim=1).values - flat.min(dim=1).values)).view(-1, 1, 1, 1)
+    maps = []
+    for _ in range(samples):
+        noisy = x + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        signal = dl.attribute(model, noisy, target, rule=rule)
+        maps.append(signal**2 if squared else signal)
+    return torch.stack(maps).mean(dim=0)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_without_noise_one_sample_is_attribute_exactly(cnn, images, rule):
+    expected = dl.attribute(cnn, images, [1, 3], rule=rule)
+    assert torch.equal(dl.smooth_grad(cnn, images, [1, 3], rule, samples=1, noise_level=0), expected)
+    at_layer = dl.attribute(cnn, images, 2, rule=rule, layer="3")
+    assert torch.equal(dl.smooth_grad(cnn, images, 2, rule, layer="3", samples=1, noise_level=0), at_layer)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("target", [2, [1, 3], torch.tensor([4, 0])])
+def test_equals_an_unbatched_loop_with_the_same_noise(cnn, images, rule, squared, target):
+    expected = reference_smooth_grad(cnn, images, target, rule, 5, 0.2, seed=7, squared=squared)
+    ours = dl.smooth_grad(
+        cnn, images, target, rule, samples=5, noise_level=0.2, squared=squared, generator=generator(7)
+    )
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(ours, dl.attribute(cnn, images, target, rule=rule))  # the noise matters
+
+
+def test_a_rule_object_and_a_registered_rule_pass_through(cnn, images):
+    rule = dl.register_rule("absolute", lambda x, p: p.abs() * (x > 0))
+    expected = reference_smooth_grad(cnn, images, 1, "absolute", 3, 0.1, seed=1)
+    ours = dl.smooth_grad(cnn, images, 1, rule, samples=3, noise_level=0.1, generator=generator(1))
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+class HalfSquare(nn.Module):
+    """Output 0 is sum(x^2) / 2 for each example, so its gradient is x itself."""
+
+    def forward(self, x):
+        return torch.stack([(x**2).flatten(1).sum(1) / 2, x.flatten(1).sum(1)], dim=1)
+
+
+def test_the_noise_is_a_fraction_of_each_examples_range():
+    """With gradient = x, SmoothGrad is the mean noisy input and SmoothGrad-Squared its second
+    moment: their difference is the noise's variance, sigma^2 = (noise_level * range)^2 per example."""
+    x = torch.stack([torch.linspace(0, 1, 64), torch.linspace(-5, 15, 64)]).view(2, 1, 8, 8).double()
+    kwargs = {"samples": 1000, "noise_level": 0.1, "batch_size": 500}
+    mean = dl.smooth_grad(HalfSquare(), x, 0, **kwargs, generator=generator(3))
+    second = dl.smooth_grad(HalfSquare(), x, 0, **kwargs, squared=True, generator=generator(3))
+    sigma = (second - mean**2).mean(dim=(1, 2, 3)).sqrt()
+    torch.testing.assert_close(sigma, torch.tensor([0.1 * 1, 0.1 * 20], dtype=x.dtype), rtol=0.02, atol=0)
+    torch.testing.assert_close(mean, x, rtol=0, atol=0.01 * 20)  # the noise has mean zero
+    assert noise_scale(x, 0.1).flatten().tolist() == pytest.approx([0.1, 2.0])
+
+
+def test_a_generator_makes_it_reproducible_and_leaves_the_global_one_alone(cnn, images):
+    torch.manual_seed(0)
+    first = dl.smooth_grad(cnn, images, 1, samples=4, generator=generator(5))
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    again = dl.smooth_grad(cnn, images, 1, samples=4, generator=generator(5))
+    assert torch.equal(first, again)
+    assert torch.equal(torch.rand(3), after)  # the global generator was not drawn from
+    assert not torch.equal(first, dl.smooth_grad(cnn, images, 1, samples=4, generator=generator(6)))
+    torch.manual_seed(11)
+    global_one = dl.smooth_grad(cnn, images, 1, samples=4)
+    torch.manual_seed(11)
+    assert torch.equal(global_one, dl.smooth_grad(cnn, images, 1, samples=4))
+
+
+def forward_batches(model, *args, **kwargs):
+    """``dl.smooth_grad(model, *args, **kwargs)`` and the batch size of each forward pass of ``model``."""
+    sizes = []
+    handle = model.register_forward_hook(lambda module, inputs, output: sizes.append(len(inputs[0])))
+    try:
+        result = dl.smooth_grad(model, *args, **kwargs)
+    finally:
+        handle.remove()
+    return result, sizes
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 10, 100])
+def test_any_batching_gives_the_same_map(cnn, images, batch_size):
+    def run(size):
+        return forward_batches(
+            cnn, images, [0, 2], "guided", samples=5, generator=generator(2), batch_size=size
+        )
+
+    whole, sizes = run(10)
+    assert sizes == [10]  # samples x N noisy copies in one call
+    chunked, sizes = run(batch_size)
+    assert sizes == [min(batch_size, 10 - i) for i in range(0, 10, batch_size)]
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-14)
+
+
+def test_the_memory_budget_bounds_the_batches(cnn, images):
+    def sizes(budget):
+        return forward_batches(cnn, images, 1, samples=8, memory_budget=budget, generator=generator())
+
+    small_map, small = sizes(1)
+    assert small == [2] + [1] * 14  # one copy of each example first, to measure; then one per call
+    large_map, large = sizes(2**30)
+    assert large == [2, 14]
+    assert forward_batches(cnn, images, 1, samples=8)[1] == [2, 14]  # the default budget: at once
+    torch.testing.assert_close(small_map, large_map, rtol=1e-12, atol=1e-14)
+    # a budget for about three examples of this network: the estimate from the first call decides
+    middle = sizes(int(3 * 3.0 * _leaf_output_bytes(cnn, images[:1])))[1]
+    assert middle[0] == 2 and set(middle[1:-1]) == {3}
+
+
+def _leaf_output_bytes(model, x):
+    """The bytes of every leaf module's output for ``x`` (in-place outputs counted once)."""
+    storages = {}
+    handles = [
+        m.register_forward_hook(
+            lambda module, args, out: storages.update(
+                {out.untyped_storage().data_ptr(): out.untyped_storage().nbytes()}
+            )
+        )
+        for m in model.modules()
+        if not list(m.children())
+    ]
+    try:
+        with torch.no_grad():
+            model(x.clone())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(storages.values())
+
+
+def test_per_example_targets_follow_their_examples(cnn, images):
+    """Without noise every copy is its example: the mean is attribute's map, for every target spelling."""
+    expected = dl.attribute(cnn, images, [4, 1], rule="guided")
+    seed = torch.zeros(2, 5, dtype=images.dtype)
+    seed[0, 4] = seed[1, 1] = 1
+    for target in ([4, 1], torch.tensor([4, 1]), np.array([4, 1]), seed, [(4,), (1,)]):
+        for batch_size in (3, None):
+            smooth = dl.smooth_grad(
+                cnn, images, target, "guided", samples=3, noise_level=0, batch_size=batch_size
+            )
+            torch.testing.assert_close(smooth, expected, rtol=1e-12, atol=1e-15)
+    whole_batch = dl.attribute(cnn, images, 2, rule="guided")
+    for target in (2, torch.tensor(2), (2,)):
+        smooth = dl.smooth_grad(cnn, images, target, "guided", samples=3, noise_level=0, batch_size=4)
+        torch.testing.assert_close(smooth, whole_batch, rtol=1e-12, atol=1e-15)
+
+
+def test_an_empty_batch_gives_attributes_empty_map(cnn, images):
+    empty = images[:0]
+    assert dl.smooth_grad(cnn, empty, 1).shape == dl.attribute(cnn, empty, 1).shape == empty.shape
+
+
+def test_the_model_and_the_input_are_left_as_found(images):
+    model = small_cnn().train()
+    x = images.clone()
+    dl.smooth_grad(model, x, 1, samples=3)
+    with pytest.raises(ValueError, match="unknown rule"):
+        dl.smooth_grad(model, x, 1, "nonsense", samples=3)  # fails inside the measured first call
+    assert torch.equal(x, images)
+    assert all(module.training for module in model.modules())
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+        assert all(p.grad is None for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input: each error names the argument
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"samples": 0}, ValueError, "samples must be an integer at least 1, got 0"),
+        ({"samples": -3}, ValueError, "samples must be an integer at least 1"),
+        ({"samples": 2.0}, TypeError, r"samples must be an integer.*did you mean 2"),
+        ({"noise_level": -1}, ValueError, "noise_level must be at least 0"),
+        ({"noise_level": float("nan")}, ValueError, "noise_level must be a finite number"),
+        ({"noise_level": float("inf")}, ValueError, "noise_level must be a finite number"),
+        ({"noise_level": "15%"}, TypeError, "noise_level must be a number"),
+        ({"squared": "yes"}, TypeError, "squared must be True or False"),
+        ({"generator": 0}, TypeError, r"generator must be a torch.Generator.*manual_seed"),
+        ({"memory_budget": 0}, ValueError, "memory_budget must be an integer at least 1"),
+        ({"memory_budget": 1e9}, TypeError, "memory_budget must be an integer"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an integer at least 1"),
+    ],
+)
+def test_bad_arguments_are_named(cnn, images, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        dl.smooth_grad(cnn, images, 1, **kwargs)
+
+
+def test_bad_models_inputs_targets_and_rules_are_named(cnn, images):
+    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module"):
+        dl.smooth_grad(lambda x: x, images, 1)
+    with pytest.raises(TypeError, match=r"x has dtype torch.int64"):
+        dl.smooth_grad(cnn, images.long(), 1)
+    bad = images.clone()
+    bad[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"x .*NaN"):
+        dl.smooth_grad(cnn, bad, 1)
+    with pytest.raises(TypeError, match="target is None"):
+        dl.smooth_grad(cnn, images, None)
+    with pytest.raises(ValueError, match=r"target has 3 entries .* x has 2 examples"):
+        dl.smooth_grad(cnn, images, [1, 2, 3])
+    with pytest.raises(ValueError, match=r"target has 1 entries .* x has 2 examples"):
+        dl.smooth_grad(cnn, images, torch.zeros(1, 5, dtype=images.dtype))
+    with pytest.raises(IndexError, match="target 9 is out of range"):
+        dl.smooth_grad(cnn, images, 9)
+    with pytest.raises(ValueError, match="unknown rule"):
+        dl.smooth_grad(cnn, images, 1, "guidedd")
