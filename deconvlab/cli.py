@@ -280,8 +280,8 @@ def explain(args) -> str:
     kind = args.kind or ("heatmap" if args.layer else "signed")
     title = f"{categories[target]} ({probs[target]:.0%})"
     layer = f" at {args.layer}" if args.layer else ""
-    fig = figure_grid(x, maps, titles=[title], kind=kind, imagenet=imagenet, masks=mask)
-    fig.suptitle(f"{what}: {args.model}{layer}, class {target} {title}", fontsize=10)
+    heading = f"{what}: {args.model}{layer}, class {target} {title}"
+    fig = figure_grid(x, maps, titles=[title], kind=kind, imagenet=imagenet, masks=mask, title=heading)
     try:
         fig.savefig(out, dpi=120)
     except (OSError, ValueError) as err:

@@ -42,7 +42,7 @@ def test_explain_sample_offline_end_to_end(tmp_path):
     assert out.read_bytes()[:8] == PNG
     assert "teaching predicts" in r.stdout and "gradient, deconvnet, guided_backprop" in r.stdout
     w, h = Image.open(out).size
-    assert w > 2.5 * h, "input and three maps side by side"
+    assert w > 2 * h, "input and three maps side by side"
 
 
 def test_bad_image_path_end_to_end(tmp_path):
@@ -89,6 +89,33 @@ def test_explain_variants(tmp_path, capsys, args):
     code, _stdout, err = _main(capsys, "explain", *args, "-o", out)
     assert code == 0, err
     assert out.read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("layer", [(), ("--layer", "features.8")])
+def test_overlay_is_visible(tmp_path, capsys, monkeypatch, layer):
+    """``--kind overlay`` draws the maps over the greyed input: most pixels visibly differ from it."""
+    import figure_checks
+
+    from deconvlab import viz
+
+    figures, real = [], viz.figure_grid
+
+    def keep(*args, **kwargs):
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(viz, "figure_grid", keep)
+    code, _, err = _main(
+        capsys, "explain", "--sample", "cross", *layer, "--kind", "overlay", "-o", tmp_path / "o.png"
+    )
+    assert code == 0, err
+    (fig,) = figures
+    panels = figure_checks.axes_labelled(fig, "panel")
+    pictures = [ax.images[0].get_array() for ax in panels]
+    assert len(pictures) == 4 and len(figure_checks.axes_labelled(fig, "key")) == 3
+    for overlay in pictures[1:]:
+        assert figure_checks.visible_fraction(overlay, pictures[0]) > 0.5
+    figure_checks.check_figure(fig, viz.MAX_WIDTH)
 
 
 def test_explain_an_image_file(tmp_path, capsys):

@@ -1,11 +1,8 @@
 """The notebook 02 and 03 explorers, driven from code as a student's clicks would drive them."""
 
-import io
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 import deconvlab as dl
@@ -80,8 +77,10 @@ def explorer(model, data):
 
 
 def test_first_draw_shows_five_panels(explorer):
-    width, height = _png_size(explorer.view.value)
-    assert height == 64 * 3 and width == (5 * 64 + 4 * 3) * 3
+    assert _png_size(explorer.view.value)[0] <= dl.viz.MAX_WIDTH
+    titles = [panel.title.split("\n")[0] for panel in explorer.rows[0]]
+    assert titles == ["input", "gradient", "DeConvNet", "guided backprop", "guided backprop"]
+    assert explorer.rows[0][3].highlight and "over the greyed input" in explorer.rows[0][4].title
     assert "true:" in explorer.caption.value and "Energy on the object" in explorer.caption.value
     assert explorer.computed == 1
 
@@ -128,6 +127,7 @@ def test_rule_switch_only_rerenders(explorer):
     explorer.controls["rule"].value = "gradient"
     assert explorer.computed == computed
     assert explorer.view.value != before
+    assert explorer.rows[0][1].highlight and explorer.rows[0][4].title.startswith("gradient")
     explorer.controls["rule"].value = "guided_backprop"
     assert explorer.view.value == before  # same state, same picture
 
@@ -154,14 +154,16 @@ def test_predicted_shares_the_cache_with_its_class(explorer):
     assert explorer.computed == 1
 
 
-def test_mask_outline_is_drawn(model, data):
+def test_mask_outline_is_drawn_on_the_input_only(model, data):
     with_mask = CNNExplorer(model, data.images, data.labels, data.masks)
     without = CNNExplorer(model, data.images)
     assert with_mask.view.value != without.view.value
-    tile = with_mask._input_tile(0)
-    assert np.all(
-        tile[with_mask.masks[0].numpy() & ~np.roll(with_mask.masks[0].numpy(), 1, 0)] == np.float32([0, 1, 0])
-    )
+    outlined, plain = with_mask.rows[0], without.rows[0]
+    mask = with_mask.masks[0].numpy()
+    contour = mask & ~np.roll(mask, 1, 0)
+    assert np.all(outlined[0].image[contour] == np.float32([0, 1, 0]))
+    for a, b in zip(outlined[1:], plain[1:]):
+        np.testing.assert_array_equal(a.image, b.image)  # maps and overlay: no outline
     assert "true:" not in without.caption.value
 
 
@@ -177,7 +179,8 @@ def test_imagenet_style_model_and_photos():
     explorer.controls["target"].value = 967
     explorer.controls["layer"].value = "layer4"
     assert explorer.maps()["gradient"].shape == (512, 2, 2)
-    assert _png_size(explorer.view.value)[1] == 64 * 3
+    assert explorer.rows[0][1].image.shape == (2, 2, 3)  # the layer's heat map, drawn at panel size
+    assert _png_size(explorer.view.value)[0] <= dl.viz.MAX_WIDTH
 
 
 # -- notebook 03 explorer -------------------------------------------------------------------
@@ -191,14 +194,18 @@ def shapes64():
 def test_projection_explorer_first_draw(model, shapes64):
     explorer = ProjectionExplorer(model, shapes64)
     assert explorer.layers == relu_layers(model)
-    assert explorer.controls["channel"].max == 15
-    width, height = _png_size(explorer.view.value)
-    assert (width, height) == ((9 * 64 + 8 * 3) * 2, (3 * 64 + 2 * 3) * 2)
-    assert "features.1" in explorer.caption.value and explorer.computed == 1
+    layer = explorer.controls["layer"].value
+    assert layer == "features.9" and explorer.controls["zoom"].value
+    assert explorer.controls["channel"].value == explorer.strongest_channel(layer)
+    assert explorer.controls["channel"].max == 63
+    width, _ = _png_size(explorer.view.value)
+    assert width <= dl.viz.MAX_WIDTH and [len(row) for row in explorer.rows] == [9, 9, 9]
+    assert "features.9" in explorer.caption.value and explorer.computed == 1
+    assert not explorer.controls["layer"].readout and "<b>features.9</b>" in explorer.layer_name.value
 
 
 def test_projection_explorer_channel_and_layer(model, shapes64):
-    explorer = ProjectionExplorer(model, shapes64, k=4)
+    explorer = ProjectionExplorer(model, shapes64, k=4, layer="features.1", channel=0, zoom=False)
     explorer.controls["channel"].value = 7
     assert explorer.computed == 2
     top, proj = explorer.projections()
@@ -214,10 +221,16 @@ def test_projection_explorer_channel_and_layer(model, shapes64):
     assert explorer.controls["channel"].value == 31 and explorer.controls["channel"].max == 31
     assert explorer.computed == 5  # no extra draw for the intermediate clamped value
     assert "features.4" in explorer.caption.value and "channel <b>31</b>" in explorer.caption.value
+    assert "<b>features.4</b> (layer 2 of 5)" in explorer.layer_name.value
     before = explorer.computed
     explorer.controls["layer"].value = "features.12"
     explorer.controls["channel"].value = 7  # cached
     assert explorer.computed == before + 1
+
+
+def test_projection_explorer_refuses_an_unknown_first_layer(model, shapes64):
+    with pytest.raises(ValueError, match=r"features\.2"):
+        ProjectionExplorer(model, shapes64, k=2, layer="features.2")
 
 
 def test_projections_stay_in_the_boxed_receptive_field(model, shapes64):
@@ -244,13 +257,13 @@ def test_projection_cache_size_below_one_is_refused(model, shapes64, size):
 
 
 def test_projection_cache_of_one(model, shapes64):
-    explorer = ProjectionExplorer(model, shapes64, k=2, cache_size=1)
+    explorer = ProjectionExplorer(model, shapes64, k=2, cache_size=1, channel=0)
     explorer.controls["channel"].value = 1
     assert len(explorer._signals) == 1 and explorer.computed == 2
 
 
 def test_zoom_only_rerenders_and_crops_the_receptive_field(model, shapes64):
-    explorer = ProjectionExplorer(model, shapes64, k=3)
+    explorer = ProjectionExplorer(model, shapes64, k=3, zoom=False)
     explorer.controls["layer"].value = "features.7"
     before, computed = explorer.view.value, explorer.computed
     explorer.controls["zoom"].value = True
@@ -259,10 +272,11 @@ def test_zoom_only_rerenders_and_crops_the_receptive_field(model, shapes64):
     assert _png_size(explorer.view.value) == _png_size(before)
     top, _ = explorer.projections()
     box = receptive_field(model, "features.7").box(top.positions[0].tolist(), (64, 64))
-    picture = np.asarray(Image.open(io.BytesIO(explorer.view.value)))[::2, ::2]  # undo scale 2
+    picture = explorer.rows[0][0].image
     crop = dl.viz.as_image(shapes64[top.indices[0]])[box[0] : box[1], box[2] : box[3]]
-    assert np.allclose(picture[0, 0] / 255, crop[0, 0], atol=1 / 255)
-    assert np.allclose(picture[63, 63] / 255, crop[-1, -1], atol=1 / 255)
+    assert picture.shape == (64, 64, 3)
+    np.testing.assert_array_equal(picture[0, 0], crop[0, 0])
+    np.testing.assert_array_equal(picture[63, 63], crop[-1, -1])
     explorer.controls["zoom"].value = False
     assert explorer.view.value == before
 

@@ -33,6 +33,11 @@ def decode(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
+def shown(explorer) -> dict:
+    """The panels' images of an explorer's one row, by panel title's first line."""
+    return {p.title.split("\n")[0]: p.image for p in explorer.rows[0] if p is not None}
+
+
 # --------------------------------------------------------------------------- RuleExplorer
 
 
@@ -49,7 +54,8 @@ def test_rule_plane_matches_closed_form(rule):
 @pytest.mark.parametrize("x, p", [(-0.4, 0.6), (0.5, -0.3), (0.7, 0.2), (0.0, 0.8), (-0.9, -0.9)])
 def test_rule_explorer_values_follow_sliders(x, p):
     explorer = RuleExplorer()
-    before = {name: image.value for name, image in explorer.images.items()}
+    before = {name: picture.copy() for name, picture in explorer.pictures().items()}
+    view = explorer.view.value
     explorer.controls["x"].value = x
     explorer.controls["p"].value = p
     values = explorer.values()
@@ -61,7 +67,8 @@ def test_rule_explorer_values_follow_sliders(x, p):
     for rule in RULES:  # the marked cell of each plane holds the value shown in the table
         assert explorer.planes[rule][grid_row, grid_column] == pytest.approx(values[rule], abs=1e-6)
     if (x, p) != (-0.4, 0.6):
-        assert all(explorer.images[n].value != before[n] for n in RULES)
+        assert all(not np.array_equal(explorer.pictures()[n], before[n]) for n in RULES)
+        assert explorer.view.value != view
 
 
 def test_rule_explorer_marker_is_drawn_where_the_point_is():
@@ -69,12 +76,12 @@ def test_rule_explorer_marker_is_drawn_where_the_point_is():
     row, column = explorer.marker_pixel()
     scale, half = explorer.scale, (explorer.resolution - 1) // 2
     assert (row, column) == ((half + half // 2) * scale + scale // 2, (half + half // 2) * scale + scale // 2)
-    picture = decode(explorer.images["gradient"].value)
+    picture = explorer.pictures()["gradient"]
     assert picture.shape == (explorer.resolution * scale,) * 2 + (3,)
     assert (picture[row, column] == 0).all()  # black centre
-    assert (picture[row, column + 2 * scale + 1] == 255).all()  # white rim
+    assert (picture[row, column + 2 * scale + 1] == 1).all()  # white rim
     explorer.controls["x"].value = -0.5
-    moved = decode(explorer.images["gradient"].value)
+    moved = explorer.pictures()["gradient"]
     assert not (moved[row, column] == 0).all()
 
 
@@ -85,13 +92,20 @@ def test_rule_explorer_rejects_even_resolution():
 
 def test_plot_rule_planes_draws_three_labelled_panels():
     fig = plot_rule_planes(point=(0.3, -0.2))
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [
-        "gradient: p · [x > 0]",
-        "DeConvNet: p · [p > 0]",
-        "guided backprop: p · [x > 0] · [p > 0]",
-    ]
+    panels = [ax for ax in fig.axes if ax.get_label() == "panel"]
+    texts = [t.get_text() for t in fig.texts]
+    for title in (
+        "gradient",
+        "p · [x > 0]",
+        "DeConvNet",
+        "p · [p > 0]",
+        "guided backprop",
+        "p · [x > 0] · [p > 0]",
+    ):
+        assert title in texts
+    assert len(panels) == 3 and sum(ax.get_label() == "key" for ax in fig.axes) == 3
     assert all(ax.get_xlabel().startswith("x") and ax.get_ylabel().startswith("p") for ax in panels)
+    assert plot_rule_planes is dl.viz.plot_rule_planes
 
 
 # --------------------------------------------------------------------------- InputExplorer
@@ -111,17 +125,18 @@ def random_teaching_cnn():
 def test_input_explorer_no_pool_deconvnet_picture_never_changes(images, random_teaching_cnn):
     models = {"no max-pooling": toynets.no_pool_network(), "max-pooling": random_teaching_cnn}
     explorer = InputExplorer(models, images, 2)
-    first = {key: image.value for key, image in explorer.images_view.items()}
+    first = shown(explorer)
+    assert list(first) == ["input", "gradient", "DeConvNet", "guided backprop"]
     explorer.controls["image"].value = 2
-    assert explorer.images_view["deconvnet"].value == first["deconvnet"]
-    for key in ("input", "gradient", "guided_backprop"):
-        assert explorer.images_view[key].value != first[key]
+    np.testing.assert_array_equal(shown(explorer)["DeConvNet"], first["DeConvNet"])
+    for key in ("input", "gradient", "guided backprop"):
+        assert not np.array_equal(shown(explorer)[key], first[key])
     diffs = explorer.difference_from_first()
     assert diffs["deconvnet"] == 0.0 and diffs["gradient"] > 0 and diffs["guided_backprop"] > 0
     assert "identical" in explorer.readout.value
     explorer.controls["model"].value = "max-pooling"
     assert explorer.difference_from_first()["deconvnet"] > 0
-    assert explorer.images_view["deconvnet"].value != first["deconvnet"]
+    assert not np.array_equal(shown(explorer)["DeConvNet"], first["DeConvNet"])
 
 
 def test_input_explorer_maps_are_attribute_maps(images):
@@ -153,13 +168,13 @@ def test_custom_rule_explorer_recomputes_only_the_backward_pass(images, random_t
     try:
         explorer = CustomRuleExplorer(random_teaching_cnn, images[:1], 3, thresholded_guided)
         forwards = len(calls)
-        before = explorer._picture.value
+        before = explorer.view.value
         explorer.controls["t"].value = 0.3
         assert len(calls) == forwards
     finally:
         handle.remove()
     assert torch.get_num_threads() == threads  # the one-thread backward pass restores the setting
-    assert explorer._picture.value != before
+    assert explorer.view.value != before
     # independent check: a registered rule with t fixed, through a fresh forward pass
     dl.register_rule("test_threshold_03", lambda x, p: thresholded_guided(x, p, 0.3))
     reference = dl.attribute(random_teaching_cnn, images[:1], 3, rule="test_threshold_03")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import deconvlab as dl
 from deconvlab import attribute, metrics, sanity
 from deconvlab.models import TeachingCNN
 from deconvlab.rules import BUILTIN_NAMES as RULES
@@ -278,3 +280,148 @@ def test_pointing_default_tolerance_scales_torchrays_15px_on_500px():
     x, labels = images(1, size=16), torch.tensor([0])
     masks = torch.zeros(1, 16, 16, dtype=torch.bool)
     assert sanity.pointing_game(small_cnn(), x, labels, masks).tolerance == pytest.approx(15 / 500 * 16)
+
+
+# -- compositions: Grad-CAM, Guided Grad-CAM, SmoothGrad beside the rules ----------------------------
+
+COMPOSED = ("gradient", "guided_backprop", "grad_cam", "guided_grad_cam", "smoothgrad")
+
+
+def test_rule_maps_computes_the_compositions_with_the_library_functions():
+    model, x = small_cnn(10), images(5)
+    t = torch.tensor([0, 1, 2, 3, 0])
+    assert sanity.last_convolution(model) == "3"
+    options = sanity.MethodOptions(samples=3, noise_level=0.2, seed=5)
+    maps = rule_maps(model, x, t, COMPOSED, chunk=2, options=options)
+    assert list(maps) == list(COMPOSED) and maps["grad_cam"].shape == (5, 1, 16, 16)
+    torch.testing.assert_close(maps["gradient"], attribute(model, x, t, rule="gradient"))
+    torch.testing.assert_close(maps["grad_cam"], dl.grad_cam(model, x, t, "3"))
+    torch.testing.assert_close(maps["guided_grad_cam"], dl.guided_grad_cam(model, x, t, "3"))
+    for start in (0, 2, 4):  # each chunk draws its noise from seed + its first image's index
+        generator = torch.Generator().manual_seed(5 + start)
+        expected = dl.smooth_grad(
+            model, x[start : start + 2], t[start : start + 2], samples=3, noise_level=0.2, generator=generator
+        )
+        torch.testing.assert_close(maps["smoothgrad"][start : start + 2], expected)
+    layer = rule_maps(model, x, t, ["grad_cam"], options=sanity.MethodOptions(cam_layer="0"))["grad_cam"]
+    torch.testing.assert_close(layer, dl.grad_cam(model, x, t, "0"))
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4), nn.ReLU(), nn.Linear(4, 4))
+    with pytest.raises(ValueError, match=r"no nn.Conv2d.*MethodOptions\(cam_layer"):
+        rule_maps(flat, x, t, ["grad_cam"])
+
+
+def test_class_sensitivity_of_the_compositions_proportional_classes():
+    """Class 1's weights twice class 0's: every map for B is twice the map for A (same SmoothGrad noise)."""
+    x = images(3)
+    labels = torch.tensor([[0, 1]] * 3)
+    masks = torch.zeros(3, 2, 16, 16, dtype=torch.bool)
+    masks[:, 0, :8], masks[:, 1, 8:] = True, True
+    result = sanity.class_sensitivity(
+        _two_class_model(2.0), x, labels, masks, rules=COMPOSED, options=sanity.MethodOptions(samples=4)
+    )
+    for method in COMPOSED:
+        torch.testing.assert_close(
+            result.maps[method][:, 1], 2 * result.maps[method][:, 0], rtol=1e-4, atol=1e-6
+        )
+    np.testing.assert_allclose(result.spearman_signed["smoothgrad"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(result.selectivity("grad_cam"), 0.5, atol=1e-6)
+    part = result.select(["grad_cam", "gradient"])
+    assert part.rules == ("grad_cam", "gradient") and set(part.energy) == {"grad_cam", "gradient"}
+    assert part.maps["grad_cam"] is result.maps["grad_cam"] and result.rules == COMPOSED
+    with pytest.raises(KeyError, match="no maps for"):
+        result.select(["deconvnet"])
+
+
+def test_cascading_randomisation_of_the_compositions_matches_manual_reinit():
+    model, x, t = small_cnn(11), images(3), torch.tensor([0, 1, 2])
+    options = sanity.MethodOptions(samples=2, seed=9)
+    result = sanity.cascading_randomisation(model, x, t, rules=COMPOSED, seed=4, options=options)
+    assert result.seed == 4 and result.rules == COMPOSED
+    manual = copy.deepcopy(model)
+    torch.manual_seed(4)
+    sanity.reinitialise_(manual.get_submodule("7"))  # stage 1: the logits
+    for stage, net in ((0, model), (1, manual)):
+        torch.testing.assert_close(result.maps["grad_cam"][stage], dl.grad_cam(net, x, t, "3"))
+        noisy = dl.smooth_grad(net, x, t, samples=2, generator=torch.Generator().manual_seed(9))
+        torch.testing.assert_close(result.maps["smoothgrad"][stage], noisy)  # the same noise at every stage
+    np.testing.assert_allclose(result.spearman_abs["smoothgrad"][0], 1.0)
+    part = result.select(["smoothgrad"])
+    assert part.rules == ("smoothgrad",) and set(part.ssim) == {"smoothgrad"} and part.seed == 4
+    with pytest.raises(KeyError, match="no maps for"):
+        result.select(["deconvnet"])
+
+
+# -- where image recovery comes from: the guided rule from layer k upward -----------------------------
+
+
+def test_guided_from_layer_places_the_guided_rule_from_k_upward():
+    model, x, t = small_cnn(12), images(2), 1
+    assert sanity.relu_layers(model) == ["1", "4"]
+    rules_of = lambda spec: [row.rule for row in dl.explain_rules(model, x, spec)]  # noqa: E731
+    assert rules_of(sanity.guided_from_layer(model, 2)) == ["gradient", "guided_backprop"]
+    assert rules_of(sanity.guided_from_layer(model, 2, below=True)) == ["guided_backprop", "gradient"]
+    assert sanity.guided_from_layer(model, 2).name == "guided from ReLU 2"
+    maps = sanity.guided_from_layer_maps(model, x, t)
+    assert list(maps) == [3, 2, 1]
+    torch.testing.assert_close(maps[1], attribute(model, x, t, rule="guided_backprop"), rtol=0, atol=0)
+    torch.testing.assert_close(maps[3], attribute(model, x, t, rule="gradient"), rtol=0, atol=0)
+    with dl.backward_rule({"4": "guided_backprop"}, model=model):  # the same map, spelled by hand
+        x_ = x.clone().requires_grad_()
+        model(x_)[:, t].sum().backward()
+    torch.testing.assert_close(maps[2], x_.grad)
+    below = sanity.guided_from_layer_maps(model, x, t, [1, 3], below=True)
+    torch.testing.assert_close(below[3], maps[1], rtol=0, atol=0)
+    torch.testing.assert_close(below[1], maps[3], rtol=0, atol=0)
+    for bad, error in ((0, ValueError), (4, ValueError), ("2", TypeError)):
+        with pytest.raises(error, match="k"):
+            sanity.guided_from_layer(model, bad)
+    functional = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 14 * 14, 2))
+    with pytest.raises(ValueError, match=r"no nn\.ReLU module"):
+        sanity.relu_layers(functional)
+
+
+def test_recovery_by_depth_is_the_image_correlation_of_each_map():
+    model, x, t = small_cnn(13), images(5), torch.tensor([0, 1, 2, 3, 0])
+    result = sanity.recovery_by_depth(model, x, t, chunk=2)
+    assert result.ks == [3, 2, 1] and result.layers == ["1", "4"]
+    maps = sanity.guided_from_layer_maps(model, x, t)
+    for k in result.ks:
+        torch.testing.assert_close(result.upper[k], maps[k])
+        np.testing.assert_allclose(
+            result.correlation_upper[k], metrics.image_correlation(maps[k], x), rtol=1e-6
+        )
+    torch.testing.assert_close(result.lower[1], result.upper[3])  # nothing guided below layer 1: the gradient
+    assert result.mean("upper")[1] == pytest.approx(float(np.nanmean(result.correlation_upper[1])))
+    assert [result.layers_text(k) for k in result.ks] == [
+        "none (the gradient)",
+        "ReLU 2",
+        "all (guided backprop)",
+    ]
+    assert result.layers_text(2, "lower") == "ReLU 1"
+    edges = sanity.recovery_by_depth(model, x, 1, against="edges")
+    np.testing.assert_allclose(
+        edges.correlation_lower[2], metrics.edge_correlation(edges.lower[2], x), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="against"):
+        sanity.recovery_by_depth(model, x, t, against="nope")
+    with pytest.raises(ValueError, match="part"):
+        result.mean("middle")
+
+
+def test_the_published_table_holds_the_compositions_the_checks_compute():
+    adebayo = sanity.reference_table("adebayo2018")
+    published = {method: adebayo.row(method)["plus_logits"] for method in sanity.COMPOSITIONS}
+    assert published == {"grad_cam": 0.556, "guided_grad_cam": 0.555, "smoothgrad": 0.536}
+    assert set(sanity.COMPOSITION_LABELS) == set(sanity.COMPOSITIONS)
+
+
+def test_selectivity_is_nan_where_a_map_has_no_energy_on_either_object():
+    x, labels = images(2), torch.tensor([[0, 1], [0, 1]])
+    masks = torch.zeros(2, 2, 16, 16, dtype=torch.bool)
+    masks[:, 0, :8], masks[:, 1, 8:] = True, True
+    result = sanity.class_sensitivity(small_cnn(14), x, labels, masks)
+    result.energy["gradient"][0] = 0.0  # image 0: no energy anywhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        selectivity = result.selectivity("gradient")
+    assert np.isnan(selectivity[0]) and np.isfinite(selectivity[1])

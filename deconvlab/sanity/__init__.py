@@ -12,10 +12,14 @@ guided backprop ``p · [x > 0] · [p > 0]``. Each published check is one module:
 * :mod:`.input_shift` -- a constant shift of the input compensated by the first layer's
   bias [KINDERMANS]_;
 * :mod:`.pointing_game` -- does the map's maximum land on the object [ZHANG]_, with
-  TorchRay's protocol and the centre baseline.
+  TorchRay's protocol and the centre baseline;
+* :mod:`.guided_depth` -- where image recovery comes from: the guided rule from ReLU layer
+  ``k`` upward, a rule map [NIE]_.
 
-Every check computes its maps with one function (:func:`._maps.rule_maps`, one forward
-pass for all rules) and measures them with :mod:`deconvlab.metrics`.
+Every check computes its maps with one function (:func:`.rule_maps`, one forward pass for
+all rules) and measures them with :mod:`deconvlab.metrics`. Besides the rules, it computes
+the compositions Adebayo et al. test (:data:`COMPOSITIONS`: ``"grad_cam"``,
+``"guided_grad_cam"``, ``"smoothgrad"``), as :class:`MethodOptions` says.
 :mod:`.reference` loads the published numbers shipped in ``deconvlab/reference/``;
 :mod:`.plots` draws the figures.
 
@@ -33,6 +37,7 @@ References
    https://github.com/facebookresearch/TorchRay.
 """
 
+from ._maps import COMPOSITION_LABELS, COMPOSITIONS, MethodOptions, last_convolution, rule_maps
 from .cascading_randomisation import (
     CascadeResult,
     cascading_randomisation,
@@ -40,6 +45,13 @@ from .cascading_randomisation import (
     reinitialise_,
 )
 from .class_sensitivity import ClassSensitivityResult, class_sensitivity
+from .guided_depth import (
+    GuidedDepthResult,
+    guided_from_layer,
+    guided_from_layer_maps,
+    recovery_by_depth,
+    relu_layers,
+)
 from .image_recovery import image_recovery
 from .input_shift import ShiftedInputConv2d, ShiftResult, input_shift, shift_compensated
 from .plots import plot_cascade, plot_class_sensitivity
@@ -47,22 +59,32 @@ from .pointing_game import PointingResult, pointing_game
 from .reference import ReferenceTable, html_table, reference_table
 
 __all__ = [
+    "COMPOSITIONS",
+    "COMPOSITION_LABELS",
     "CascadeResult",
     "ClassSensitivityResult",
+    "GuidedDepthResult",
+    "MethodOptions",
     "PointingResult",
     "ReferenceTable",
     "ShiftResult",
     "ShiftedInputConv2d",
     "cascading_randomisation",
     "class_sensitivity",
+    "guided_from_layer",
+    "guided_from_layer_maps",
     "html_table",
     "image_recovery",
     "input_shift",
+    "last_convolution",
     "plot_cascade",
     "plot_class_sensitivity",
     "pointing_game",
     "randomisation_order",
+    "recovery_by_depth",
     "reference_table",
     "reinitialise_",
+    "relu_layers",
+    "rule_maps",
     "shift_compensated",
 ]

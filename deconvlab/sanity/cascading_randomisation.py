@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..metrics import abs_normalise, diverging_normalise, spearman, ssim
 from ..models import init_weights
 from ..rules import BUILTIN_NAMES
-from ._maps import rule_maps
+from ._maps import MethodOptions, rule_maps
 
 __all__ = ["CascadeResult", "cascading_randomisation", "randomisation_order", "reinitialise_"]
 
@@ -59,10 +59,12 @@ class CascadeResult:
     stages : list of str
         ``"original"``, then the layer re-initialised at each stage (cumulatively).
     maps : dict of str to Tensor
-        ``rule -> (S, N, C, H, W)`` signed maps.
+        ``rule -> (S, N, C, H, W)`` signed maps (``C`` is 1 for Grad-CAM).
     spearman_abs, spearman_signed, ssim : dict of str to ndarray
         ``rule -> (S, N)``: similarity of each stage's map to the original's, with
         the abs-normalised maps (rank correlation, SSIM) or the signed ones.
+    seed : int, optional
+        The seed of the re-initialisation (``torch.manual_seed(seed)`` before the first layer).
     """
 
     images: Tensor
@@ -72,10 +74,24 @@ class CascadeResult:
     spearman_abs: dict[str, np.ndarray]
     spearman_signed: dict[str, np.ndarray]
     ssim: dict[str, np.ndarray]
+    seed: int | None = None
 
     @property
     def rules(self) -> tuple[str, ...]:
         return tuple(self.maps)
+
+    def select(self, rules: Sequence[str]) -> CascadeResult:
+        """The same result restricted to ``rules`` (in that order), e.g. for an explorer."""
+        missing = [rule for rule in rules if rule not in self.maps]
+        if missing:
+            raise KeyError(f"no maps for {missing}; this result holds {list(self.maps)}")
+        return replace(
+            self,
+            maps={rule: self.maps[rule] for rule in rules},
+            spearman_abs={rule: self.spearman_abs[rule] for rule in rules},
+            spearman_signed={rule: self.spearman_signed[rule] for rule in rules},
+            ssim={rule: self.ssim[rule] for rule in rules},
+        )
 
     def mean(self, metric: str = "spearman_abs") -> dict[str, np.ndarray]:
         """``rule -> (S,)`` the mean over images of ``metric`` at each stage (NaNs ignored)."""
@@ -104,6 +120,7 @@ def cascading_randomisation(
     rules: Sequence[str] = BUILTIN_NAMES,
     layers: Sequence[str] | None = None,
     seed: int = 0,
+    options: MethodOptions | None = None,
 ) -> CascadeResult:
     """Re-initialise the layers from the logits down, cumulatively, and compare the maps.
 
@@ -122,9 +139,13 @@ def cascading_randomisation(
     targets : int, sequence or Tensor
         The class explained (one per image, or one for all).
     rules : sequence of str
+        Rules, and any of the compositions ``"grad_cam"``, ``"guided_grad_cam"``, ``"smoothgrad"``
+        (:data:`deconvlab.sanity.COMPOSITIONS`, Adebayo et al. test all three).
     layers : sequence of str, optional
         Layers in the order they are re-initialised; default :func:`randomisation_order`.
     seed : int, default 0
+    options : MethodOptions, optional
+        How the compositions are computed; SmoothGrad adds the same noise at every stage.
 
     Returns
     -------
@@ -139,14 +160,14 @@ def cascading_randomisation(
     missing = [name for name in layers if name not in modules]
     if missing:
         raise ValueError(f"unknown layers {missing}; choose from randomisation_order(model)")
-    per_stage = [rule_maps(copy_, images, targets, rules)]
+    per_stage = [rule_maps(copy_, images, targets, rules, options=options)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for name in layers:
             reinitialise_(modules[name])
-            per_stage.append(rule_maps(copy_, images, targets, rules))
+            per_stage.append(rule_maps(copy_, images, targets, rules, options=options))
     maps = {rule: torch.stack([stage[rule] for stage in per_stage]) for rule in rules}
     rho_abs, rho_signed, similarity = {}, {}, {}
     for rule, m in maps.items():
         rho_abs[rule], rho_signed[rule], similarity[rule] = _similarities(m)
-    return CascadeResult(images, targets, ["original", *layers], maps, rho_abs, rho_signed, similarity)
+    return CascadeResult(images, targets, ["original", *layers], maps, rho_abs, rho_signed, similarity, seed)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..metrics import abs_normalise, diverging_normalise, mask_energy_fraction, spearman
 from ..rules import BUILTIN_NAMES
-from ._maps import rule_maps
+from ._maps import MethodOptions, rule_maps
 
 __all__ = ["ClassSensitivityResult", "class_sensitivity"]
 
@@ -29,7 +29,8 @@ class ClassSensitivityResult:
     masks : Tensor
         ``(N, 2, H, W)``: the pixels of object A and object B.
     maps : dict of str to Tensor
-        ``rule -> (N, 2, C, H, W)``: the signed map for class A (index 0) and B (index 1).
+        ``rule -> (N, 2, C, H, W)``: the signed map for class A (index 0) and B (index 1);
+        ``C`` is 1 for Grad-CAM.
     spearman : dict of str to ndarray
         ``rule -> (N,)``: Spearman correlation of the abs-normalised maps for A and B.
     spearman_signed : dict of str to ndarray
@@ -52,14 +53,29 @@ class ClassSensitivityResult:
     def rules(self) -> tuple[str, ...]:
         return tuple(self.maps)
 
+    def select(self, rules: Sequence[str]) -> ClassSensitivityResult:
+        """The same result restricted to ``rules`` (in that order), e.g. for an explorer."""
+        missing = [rule for rule in rules if rule not in self.maps]
+        if missing:
+            raise KeyError(f"no maps for {missing}; this result holds {list(self.maps)}")
+        return replace(
+            self,
+            maps={rule: self.maps[rule] for rule in rules},
+            spearman={rule: self.spearman[rule] for rule in rules},
+            spearman_signed={rule: self.spearman_signed[rule] for rule in rules},
+            energy={rule: self.energy[rule] for rule in rules},
+        )
+
     def selectivity(self, rule: str) -> np.ndarray:
         """``(N,)``: energy on the target's object over energy on both objects, mean of both targets.
 
         0.5 means the map puts as much on the other object as on the target's own:
-        it does not tell the classes apart.
+        it does not tell the classes apart. NaN where a map has no energy on either object
+        (e.g. a Grad-CAM map that is zero everywhere): average with ``np.nanmean``.
         """
         e = self.energy[rule]
-        own = e[:, 0, 0] / (e[:, 0, 0] + e[:, 0, 1]), e[:, 1, 1] / (e[:, 1, 0] + e[:, 1, 1])
+        with np.errstate(invalid="ignore", divide="ignore"):  # no energy on either object: NaN
+            own = e[:, 0, 0] / (e[:, 0, 0] + e[:, 0, 1]), e[:, 1, 1] / (e[:, 1, 0] + e[:, 1, 1])
         return (own[0] + own[1]) / 2
 
 
@@ -85,6 +101,7 @@ def class_sensitivity(
     labels: Tensor,
     masks: Tensor,
     rules: Sequence[str] = BUILTIN_NAMES,
+    options: MethodOptions | None = None,
 ) -> ClassSensitivityResult:
     """Compare each rule's map for class A with its map for class B on the same image.
 
@@ -102,7 +119,11 @@ def class_sensitivity(
     masks : Tensor
         ``(N, 2, H, W)`` the two objects' pixels.
     rules : sequence of str
-        The rules to compare.
+        The rules to compare, and any of the compositions ``"grad_cam"``, ``"guided_grad_cam"``,
+        ``"smoothgrad"`` (:data:`deconvlab.sanity.COMPOSITIONS`).
+    options : MethodOptions, optional
+        How the compositions are computed; SmoothGrad adds the same noise to an image for
+        both targets.
 
     Returns
     -------
@@ -110,11 +131,11 @@ def class_sensitivity(
     """
     if labels.dim() != 2 or labels.shape[1] != 2:
         raise ValueError(f"labels must be (N, 2), got {tuple(labels.shape)}; use shapes(n, objects=2)")
-    n = len(images)
-    signals = rule_maps(model, torch.cat([images, images]), torch.cat([labels[:, 0], labels[:, 1]]), rules)
+    for_a = rule_maps(model, images, labels[:, 0], rules, options=options)
+    for_b = rule_maps(model, images, labels[:, 1], rules, options=options)
     maps, rho, rho_signed, energy = {}, {}, {}, {}
-    for rule, signal in signals.items():
-        pair = torch.stack([signal[:n], signal[n:]], dim=1)  # (N, 2, C, H, W)
+    for rule in rules:
+        pair = torch.stack([for_a[rule], for_b[rule]], dim=1)  # (N, 2, C, H, W)
         maps[rule] = pair
         rho[rule] = spearman(abs_normalise(pair[:, 0]), abs_normalise(pair[:, 1]))
         rho_signed[rule] = spearman(diverging_normalise(pair[:, 0]), diverging_normalise(pair[:, 1]))

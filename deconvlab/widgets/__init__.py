@@ -11,6 +11,7 @@ from .cnn_explorer import CNNExplorer
 from .custom_rule_explorer import CustomRuleExplorer
 from .input_explorer import InputExplorer
 from .projection_explorer import ProjectionExplorer
+from .recovery_explorer import RecoveryExplorer
 from .rule_explorer import RuleExplorer
 from .sanity_explorer import ClassSensitivityExplorer, RandomisationExplorer
 
@@ -22,5 +23,6 @@ __all__ = [
     "InputExplorer",
     "ProjectionExplorer",
     "RandomisationExplorer",
+    "RecoveryExplorer",
     "RuleExplorer",
 ]

@@ -1,9 +1,22 @@
-"""The shape every explorer shares: controls, one view updated in place, a box to display.
+"""The shape every explorer shares: controls, one picture updated in place, a box to display.
 
 An explorer is a plain object built from library functions, usable without a
 notebook: set ``explorer.controls["name"].value`` and the view updates, exactly as
 when a student drags the slider. Only core ipywidgets are used, so the explorers
 run with ipywidgets 7.7 (Colab) and 8.x.
+
+The picture is one figure by the field's conventions (:func:`deconvlab.viz.panel_figure`: panels
+of one size, a colour key on every map): its text and keys are drawn once by matplotlib, and a
+move pastes the new panels into it (:class:`deconvlab.viz.PanelCanvas`), a few milliseconds.
+
+Displayed, an explorer leaves the live widget *and* a static PNG of its current state in the
+cell's output (:meth:`Explorer._repr_mimebundle_`): one output whose bundle holds the widget view,
+``image/png`` and ``text/plain``. A widget front end (JupyterLab, Notebook, Colab, VS Code) shows
+the widget; where none runs -- nbconvert's HTML without saved widget state, PDF, GitHub's viewer --
+the picture shows (the pattern of ipympl's figures, which nbconvert's ``WidgetsDataTypeFilter``
+honours). ``jupyter nbconvert --execute`` saves the widget state by default; its HTML then draws the
+widgets from that state (the live pictures included) with a script it loads from a CDN. For an
+offline handout add ``--ExecutePreprocessor.store_widget_state=False``: the PNGs show.
 
 Redraws run torch on one thread: a slider's work (a 64-px image, a few small
 backward passes) gains nothing from a second thread, and where cores are shared
@@ -13,16 +26,21 @@ slower. The caller's thread count is restored afterwards.
 
 from __future__ import annotations
 
+import base64
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import ipywidgets as widgets
 import torch
+from matplotlib.figure import Figure
 
 from ..checks import as_int, check_rule_list
 from ..interrupts import Section, critical
 from ..rules import get_rule
+from ..viz import PanelCanvas, Rows, figure_png, panel_figure
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 __all__ = ["Explorer", "check_scale", "one_thread", "rule_names_of"]
 
@@ -66,12 +84,17 @@ class Explorer:
 
     Subclasses build their widgets, then call :meth:`_connect`; they implement
     :meth:`redraw` so that it only recomputes what the changed control affects
-    (cache forward passes; a slider move must not redo work that did not change).
+    (cache forward passes; a slider move must not redo work that did not change), and
+    draw with :meth:`_draw`, which keeps the panels for :meth:`figure`.
     """
 
     controls: dict[str, widgets.Widget]
     view: widgets.Widget
     widget: widgets.Widget
+    rows: Rows
+    canvas: PanelCanvas
+    row_labels: Sequence[str] | None = None
+    panel_size: int | tuple[int, int] | None = None
 
     def _connect(
         self,
@@ -99,7 +122,41 @@ class Explorer:
         """Update ``view`` after ``changed`` moved (None: first draw)."""
         raise NotImplementedError
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _draw(self, template: Hashable, rows: Rows) -> None:
+        """Show ``rows`` in ``view``: pasted into the canvas of ``template`` (its titles and keys).
 
-        display(self.widget)
+        A template names what the panels' text and keys depend on (e.g. the chosen rule): its
+        canvas is drawn by matplotlib the first time only.
+        """
+        canvases = self.__dict__.setdefault("_canvases", {})
+        if template not in canvases:
+            canvases[template] = PanelCanvas(rows, self.panel_size, self.row_labels)
+        self.rows, self.canvas = rows, canvases[template]
+        self.view.value = self.canvas.png(rows)
+
+    def summary(self) -> str:
+        """One line on the current state (the static figure's title)."""
+        return ""
+
+    def figure(self) -> Figure:
+        """The current picture as a matplotlib ``Figure`` (:func:`deconvlab.viz.panel_figure`), titled by
+        :meth:`summary`: what a page without a widget front end shows."""
+        return panel_figure(self.rows, self.panel_size, title=self.summary(), row_labels=self.row_labels)
+
+    def static_png(self) -> bytes:
+        """:meth:`figure` as PNG bytes."""
+        return figure_png(self.figure())
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The widget view, a static PNG of the current state and a text line, in one output.
+
+        Front ends that run widgets pick the view; nbconvert (without saved widget state), PDF
+        and GitHub's viewer fall back to the PNG. Built by hand: ipywidgets 7.7 widgets have no
+        ``_repr_mimebundle_``.
+        """
+        view = {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
+        return {
+            WIDGET_VIEW: view,
+            "image/png": base64.b64encode(self.static_png()).decode("ascii"),
+            "text/plain": f"{type(self).__name__}: {self.summary() or 'a slider explorer'}",
+        }

@@ -9,8 +9,10 @@ deconvnet            ``p · [p > 0]``
 guided_backprop      ``p · [x > 0] · [p > 0]``
 ===================  ===============================
 
-:class:`CNNExplorer` shows the input (with its ground-truth mask outlined when there is one), the
-three signals, and the selected rule's heat map over the image. The three signals are cached per
+:class:`CNNExplorer` shows the input (with its ground-truth mask outlined when there is one, on the
+input only), the three signals, and the selected rule's heat map over the greyed input
+(:func:`deconvlab.viz.map_panels`): panels of one size, each map clipped at the 99th percentile of
+its ``|signal|`` with a colour key saying so. The three signals are cached per
 ``(image, target, layer)``, so moving the rule control only re-renders. At an intermediate layer the
 signal has one map per channel; it is shown as the channel-max heat map ``max_c |signal|``
 (Simonyan et al., ICLR-W 2014, §3.1), enlarged to the image.
@@ -26,16 +28,14 @@ from collections.abc import Sequence
 import ipywidgets as widgets
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import viz
 from ..attribution import attribute
 from ..checks import as_array, as_bool, check_images, check_model, find_layer, forward_checks
 from ..metrics import mask_energy_fraction
 from ..model_state import evaluating
 from ..rules import BUILTIN_NAMES, BUILTIN_RULES
-from ..viz import rule_label
+from ..viz import Panel, fit_width, map_panels, rule_label
 from ._base import Explorer, check_scale
 
 __all__ = ["CNNExplorer", "relu_layers"]
@@ -65,22 +65,6 @@ def _classes_of(name: str, value: object, count: int | None, classes: int) -> Te
     return indices.long()
 
 
-def _frame(tile: np.ndarray, colour: Sequence[float], width: int = 2) -> np.ndarray:
-    tile = tile.copy()
-    c = np.asarray(colour, np.float32)
-    tile[:width], tile[-width:], tile[:, :width], tile[:, -width:] = c, c, c, c
-    return tile
-
-
-def _row(tiles: Sequence[np.ndarray], gap: int = 3) -> np.ndarray:
-    h = tiles[0].shape[0]
-    spacer = np.ones((h, gap, 3), np.float32)
-    parts: list[np.ndarray] = []
-    for tile in tiles:
-        parts += [tile, spacer]
-    return np.concatenate(parts[:-1], axis=1)
-
-
 class CNNExplorer(Explorer):
     """Image, target class, rule and layer controls; the three rules side by side.
 
@@ -93,7 +77,7 @@ class CNNExplorer(Explorer):
     labels : Tensor, optional
         ``(N,)`` true classes (shown in the caption).
     masks : Tensor, optional
-        ``(N, H, W)`` ground-truth masks, outlined on every panel.
+        ``(N, H, W)`` ground-truth masks, outlined on the input.
     classes : sequence of str, optional
         Class names (default: ``model.classes`` if present, else numbers).
     layers : sequence of str, optional
@@ -105,7 +89,8 @@ class CNNExplorer(Explorer):
     imagenet : bool, default False
         The images are ImageNet-normalised (undone for display).
     scale : int, optional
-        Pixel enlargement of the picture (default 3 for images up to 96 px, else 1).
+        Pixel enlargement of the picture (default 3 for images up to 96 px, else 1), at most what
+        keeps the five panels within ``viz.MAX_WIDTH``.
 
     Raises
     ------
@@ -185,13 +170,14 @@ class CNNExplorer(Explorer):
             ),
         }
         self.caption = widgets.HTML()
+        self.panel_size = fit_width(5, images.shape[-1], self.scale)
         image = widgets.Image(format="png")
         layout = widgets.VBox(
             [
                 widgets.HBox([controls["image"], controls["target"], controls["layer"]]),
                 controls["rule"],
-                self.caption,
                 image,
+                self.caption,
             ]
         )
         self._connect(controls, image, layout)
@@ -244,47 +230,19 @@ class CNNExplorer(Explorer):
 
     # -- rendering -----------------------------------------------------------------------------
 
-    def _input_tile(self, index: int) -> np.ndarray:
-        tile = viz.as_image(self.images[index], imagenet=self.imagenet)
-        if tile.ndim == 2:
-            tile = np.repeat(tile[..., None], 3, -1)
-        if self.masks is not None:
-            tile = viz.outline_mask(tile, self.masks[index])
-        return tile
-
-    def _heat(self, signal: Tensor) -> np.ndarray:
-        """``max_c |signal|`` in [0, 1], enlarged (nearest) to the image size."""
-        heat = viz.saliency(signal)
-        size = self.images.shape[-2:]
-        if heat.shape != tuple(size):
-            batch = torch.from_numpy(heat)[None, None]
-            heat = F.interpolate(batch, size=tuple(size), mode="nearest")[0, 0].numpy()
-        return heat
-
-    def _rule_tile(self, signal: Tensor, layer: str, index: int) -> np.ndarray:
-        if layer == "input":
-            tile = viz.signed_image(signal, percentile=99.5)
-            if tile.ndim == 2:
-                tile = np.repeat(tile[..., None], 3, -1)
-        else:
-            tile = viz.heatmap(self._heat(signal))
-        if self.masks is not None:
-            tile = viz.outline_mask(tile, self.masks[index])
-        return tile
-
-    def render(self) -> np.ndarray:
-        """The picture for the current controls: input, three rules, overlay of the chosen rule."""
+    def panels(self) -> list[Panel]:
+        """The row for the current controls: input, the three rules, the chosen rule over the input."""
         index, layer, chosen = (self.controls[k].value for k in ("image", "layer", "rule"))
-        maps = self.maps()
-        tiles = [self._input_tile(index)]
-        for rule in BUILTIN_NAMES:
-            tile = self._rule_tile(maps[rule], layer, index)
-            tiles.append(_frame(tile, (1.0, 0.85, 0.0)) if rule == chosen else tile)
-        over = viz.overlay(viz.as_image(self.images[index], imagenet=self.imagenet), self._heat(maps[chosen]))
-        if self.masks is not None:
-            over = viz.outline_mask(over, self.masks[index])
-        tiles.append(_frame(over, (1.0, 0.85, 0.0)))
-        return _row(tiles)
+        return map_panels(
+            self.images[index],
+            self.maps(),
+            "signed" if layer == "input" else "heatmap",
+            mask=None if self.masks is None else self.masks[index],
+            imagenet=self.imagenet,
+            overlay=chosen,
+            highlight=chosen,
+            equations=True,
+        )
 
     def _caption(self) -> str:
         index, layer, chosen = (self.controls[k].value for k in ("image", "layer", "rule"))
@@ -302,7 +260,7 @@ class CNNExplorer(Explorer):
         line2 = (
             f"Panels: input{' with ground-truth outline' if self.masks is not None else ''} · "
             + " · ".join(rule.label for rule in BUILTIN_RULES)
-            + f" · {rule_label(chosen)} over the image. Signal at {where}."
+            + f" · {rule_label(chosen)} (framed) over the greyed input. Signal at {where}."
         )
         if self.masks is not None:
             maps = self.maps()
@@ -317,5 +275,11 @@ class CNNExplorer(Explorer):
 
     def redraw(self, changed: widgets.Widget | None) -> None:
         """Compute the signals if image, target or layer changed (cached), then re-render."""
-        self.view.value = viz.png_bytes(self.render(), self.scale)
+        template = (self.controls["layer"].value == "input", self.controls["rule"].value)
+        self._draw(template, [self.panels()])
         self.caption.value = self._caption()
+
+    def summary(self) -> str:
+        index, layer = self.controls["image"].value, self.controls["layer"].value
+        where = "at the input" if layer == "input" else f"at {layer}"
+        return f"image {index}: explaining {self.classes[self.target_class()]}, signal {where}"

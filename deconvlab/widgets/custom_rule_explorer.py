@@ -14,6 +14,7 @@ recorded graph (on one thread, like every explorer's redraw: see ``_base``).
 
 from __future__ import annotations
 
+import html
 import inspect
 from collections.abc import Sequence
 from typing import Callable
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from ..attribution import record
 from ..checks import Target, as_bool, as_real, as_str, check_images, check_model, check_target
 from ..rules import BUILTIN_NAMES, Rule
-from ..viz import as_image, png_bytes, rule_heading, signed_image
+from ..viz import Panel, fit_width, map_panels
 from ._base import Explorer, check_scale, one_thread, rule_names_of
 
 __all__ = ["CustomRuleExplorer", "ParameterisedRule"]
@@ -76,7 +77,7 @@ class CustomRuleExplorer(Explorer):
     builtins : sequence of str
         Built-in rules to compare with.
     scale : int
-        Screen pixels per image pixel.
+        Screen pixels per image pixel (at most: the picture stays within ``viz.MAX_WIDTH``).
     imagenet : bool
         Undo the ImageNet normalisation to display the input.
 
@@ -157,27 +158,16 @@ class CustomRuleExplorer(Explorer):
         self._recording = record(model, x, target, rules=[*builtins, self.rule])
         self.builtin_maps = {rule: self._recording.signal(rule) for rule in builtins}
         self.signal = torch.zeros_like(x)
-        self._image = widgets.Image(format="png", value=png_bytes(as_image(x[0], imagenet), scale))
-        self._picture = widgets.Image(format="png")
+        self.x, self.imagenet = x, imagenet
         self.readout = widgets.HTML()
-        self._scale = scale
-        builtin_panels = [
-            self._panel(
-                rule_heading(rule),
-                widgets.Image(format="png", value=png_bytes(signed_image(signal[0]), scale)),
-            )
-            for rule, signal in self.builtin_maps.items()
-        ]
-        panels = [
-            self._panel("<b>input</b>", self._image),
-            *builtin_panels,
-            self._panel(f"<b>{name}</b> {equation}", self._picture),
-        ]
+        self.panel_size = fit_width(2 + len(builtins), x.shape[-1], scale)
+        view = widgets.Image(format="png")
         slider = widgets.FloatSlider(
             value=value, min=low, max=high, step=step, description=parameter, readout_format=".2f"
         )
+        layout = widgets.VBox([slider, view, self.readout])
         try:  # the first draw is the first call of the user's function
-            self._connect({parameter: slider}, widgets.VBox([widgets.HBox(panels), self.readout]))
+            self._connect({parameter: slider}, view, layout)
         except TypeError as error:
             raise TypeError(f"backward failed when called as backward(x, p, {parameter}): {error}") from error
         except RuntimeError as error:
@@ -185,9 +175,11 @@ class CustomRuleExplorer(Explorer):
                 f"backward gave no valid signal for backward(x, p, {parameter}): {error}"
             ) from error
 
-    @staticmethod
-    def _panel(title: str, image: widgets.Image) -> widgets.VBox:
-        return widgets.VBox([widgets.HTML(title), image])
+    def panels(self) -> list[Panel]:
+        """The row shown: the input, the built-in rules' maps, the user rule's map at the current value."""
+        maps = {**{rule: m[0] for rule, m in self.builtin_maps.items()}, self.name: self.signal[0]}
+        title = f"{self.name}\n{self.equation}" if self.equation else self.name
+        return map_panels(self.x[0], maps, imagenet=self.imagenet, equations=True, titles={self.name: title})
 
     def compute(self, value: float) -> Tensor:
         """The user rule's signal for parameter ``value`` (one backward pass, no forward pass)."""
@@ -198,7 +190,7 @@ class CustomRuleExplorer(Explorer):
     def redraw(self, changed: widgets.Widget | None) -> None:
         value = float(self.controls[self.parameter].value)
         self.signal = self.compute(value)
-        self._picture.value = png_bytes(signed_image(self.signal[0]), self._scale)
+        self._draw("maps", [self.panels()])
         nonzero = int((self.signal != 0).sum())
         rows = "".join(
             f"<tr><td>{rule}</td><td style='text-align:right'>{diff:.3g}</td>"
@@ -206,10 +198,13 @@ class CustomRuleExplorer(Explorer):
             for rule, diff in self.difference_from_builtins().items()
         )
         self.readout.value = (
-            f"<p>{self.name} with {self.parameter} = {value:.2f}: {nonzero} of {self.signal.numel()} "
+            f"<p>{html.escape(self.summary())}: {nonzero} of {self.signal.numel()} "
             f"entries nonzero, largest |signal| {float(self.signal.abs().max()):.3g}</p>"
             f"<table><tr><th>built-in rule</th><th>max |difference|</th><th></th></tr>{rows}</table>"
         )
+
+    def summary(self) -> str:
+        return f"{self.name} with {self.parameter} = {float(self.controls[self.parameter].value):.2f}"
 
     def difference_from_builtins(self) -> dict[str, float]:
         """``max |signal − built-in signal|`` for each built-in rule, at the current value."""

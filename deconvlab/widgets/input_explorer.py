@@ -10,11 +10,13 @@ ECCV 2016).
 
 :class:`InputExplorer` computes the three maps of every input once (one forward
 pass per model, :func:`deconvlab.attribute` with a list of rules) and a slider
-picks the input.
+picks the input; the picture is :func:`deconvlab.viz.map_panels`' row (input, then each
+rule's signed map clipped at the 99th percentile of ``|signal|``, with its colour key).
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
@@ -24,7 +26,7 @@ from torch import nn
 from ..attribution import attribute
 from ..checks import Target, as_bool, check_images, check_model, check_target, renaming
 from ..rules import BUILTIN_NAMES
-from ..viz import as_image, png_bytes, rule_heading, signed_image
+from ..viz import fit_width, map_panels
 from ._base import Explorer, check_scale, rule_names_of
 
 __all__ = ["InputExplorer"]
@@ -45,7 +47,7 @@ class InputExplorer(Explorer):
     rules : sequence of str
         The rules shown (default: gradient, deconvnet, guided_backprop).
     scale : int
-        Screen pixels per image pixel.
+        Screen pixels per image pixel (at most: the picture stays within ``viz.MAX_WIDTH``).
     imagenet : bool
         Undo the ImageNet normalisation to display the inputs.
 
@@ -60,8 +62,8 @@ class InputExplorer(Explorer):
     ----------
     maps : dict of str to dict of str to Tensor
         ``maps[model_name][rule]``: the ``(N, C, H, W)`` signals.
-    images_view : dict of str to ipywidgets.Image
-        ``"input"`` and one picture per rule.
+    rows : list of lists of Panel
+        The panels shown now: the input, then one map per rule.
     readout : ipywidgets.HTML
         For each rule, how far this input's map is from input 0's.
     """
@@ -89,25 +91,17 @@ class InputExplorer(Explorer):
                 name: attribute(net, images, target, rules=self.rules) for name, net in models.items()
             }
         n = images.shape[0]
-        self._inputs = [png_bytes(as_image(images[i], imagenet), scale) for i in range(n)]
-        self._pngs = {
-            name: {
-                rule: [png_bytes(signed_image(maps[rule][i]), scale) for i in range(n)] for rule in self.rules
-            }
-            for name, maps in self.maps.items()
-        }
-        self.images_view = {key: widgets.Image(format="png") for key in ("input", *self.rules)}
+        self.images, self.imagenet = images, imagenet
+        self.panel_size = fit_width(1 + len(self.rules), images.shape[-1], scale)
         self.readout = widgets.HTML()
         controls: dict[str, widgets.Widget] = {
             "image": widgets.IntSlider(value=0, min=0, max=n - 1, description="input")
         }
         if len(models) > 1:
             controls["model"] = widgets.Dropdown(options=list(models), description="model")
-        panels = [
-            widgets.VBox([widgets.HTML(rule_heading(key) if key != "input" else "<b>input</b>"), image])
-            for key, image in self.images_view.items()
-        ]
-        self._connect(controls, widgets.VBox([widgets.HBox(panels), self.readout]))
+        view = widgets.Image(format="png")
+        layout = widgets.VBox([widgets.HBox(list(controls.values())), view, self.readout])
+        self._connect(controls, view, layout)
 
     @property
     def model_name(self) -> str:
@@ -121,17 +115,22 @@ class InputExplorer(Explorer):
         maps = self.maps[self.model_name]
         return {rule: float((maps[rule][i] - maps[rule][0]).abs().max()) for rule in self.rules}
 
-    def redraw(self, changed: widgets.Widget | None) -> None:
+    def panels(self) -> list:
+        """The row shown for the selected model and input (:func:`deconvlab.viz.map_panels`)."""
         i = self.controls["image"].value
-        pngs = self._pngs[self.model_name]
-        self.images_view["input"].value = self._inputs[i]
-        for rule in self.rules:
-            self.images_view[rule].value = pngs[rule][i]
+        maps = {rule: self.maps[self.model_name][rule][i] for rule in self.rules}
+        return map_panels(self.images[i], maps, imagenet=self.imagenet, equations=True)
+
+    def redraw(self, changed: widgets.Widget | None) -> None:
+        self._draw("maps", [self.panels()])
         rows = "".join(
             f"<tr><td>{rule}</td><td style='text-align:right'>{diff:.3g}</td>"
             f"<td>{'identical' if diff == 0 else 'differs'}</td></tr>"
             for rule, diff in self.difference_from_first().items()
         )
         self.readout.value = (
-            f"<p>{self.model_name}, input {i}: max |map − map of input 0| per rule</p><table>{rows}</table>"
+            f"<p>{html.escape(self.summary())}: max |map − map of input 0| per rule</p><table>{rows}</table>"
         )
+
+    def summary(self) -> str:
+        return f"{self.model_name}, input {self.controls['image'].value}"

@@ -6,6 +6,12 @@ channel most, and under each the projection of its strongest unit back to pixels
 ``p · [p > 0]``, and once with guided backprop's, ``p · [x > 0] · [p > 0]`` (Zeiler and Fergus,
 ECCV 2014, Fig. 2; Springenberg et al., ICLR-W 2015).
 
+It opens where there is something to see: a deep layer (the last but one), its channel with the
+strongest activations, zoomed into the strongest units' receptive fields
+(:func:`deconvlab.viz.projection_panels`: the images in the first row, each rule's projections
+below, every tile one size, each projection clipped at the 99th percentile of its ``|signal|``
+inside the field, with a colour key).
+
 Cost of a slider move: the channel maxima of every layer over the whole image set are computed
 once, when the explorer is built (:func:`deconvlab.zeiler_fergus.channel_maxima`, one forward
 pass). A channel move then ranks ``N`` numbers and projects only ``k`` images, in one batch, with
@@ -19,18 +25,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import ipywidgets as widgets
-import numpy as np
 from torch import Tensor, nn
 
-from .. import viz
-from ..checks import as_int, check_images, check_model, find_layer
+from ..checks import as_bool, as_int, check_images, check_model, find_layer
+from ..viz import Box, Panel, fit_width, projection_panels, rule_label
 from ..zeiler_fergus import ReceptiveField, TopActivations, channel_maxima, project_top, receptive_field
 from ._base import Explorer, check_scale, rule_names_of
 from .cnn_explorer import relu_layers
 
 __all__ = ["ProjectionExplorer"]
-
-_BOX = (1.0, 0.85, 0.0)
 
 
 def _evict(cache: OrderedDict, size: int) -> None:
@@ -38,31 +41,12 @@ def _evict(cache: OrderedDict, size: int) -> None:
         cache.popitem(last=False)
 
 
-def _crop(tile: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
-    """The ``box`` of ``tile`` enlarged (nearest neighbour) to ``size``."""
-    top, bottom, left, right = box
-    rows = top + (np.arange(size[0]) * (bottom - top)) // size[0]
-    cols = left + (np.arange(size[1]) * (right - left)) // size[1]
-    return tile[rows[:, None], cols[None, :]]
-
-
-def _draw_box(tile: np.ndarray, box: tuple[int, int, int, int], colour=_BOX) -> np.ndarray:
-    """Outline the half-open box ``(top, bottom, left, right)`` on an ``(H, W, 3)`` tile."""
-    tile = tile.copy()
-    top, bottom, left, right = box
-    c = np.asarray(colour, np.float32)
-    tile[top, left:right] = c
-    tile[bottom - 1, left:right] = c
-    tile[top:bottom, left] = c
-    tile[top:bottom, right - 1] = c
-    return tile
-
-
 class ProjectionExplorer(Explorer):
     """Layer and channel sliders; the top-``k`` images and their projections under two rules.
 
-    Controls: ``layer`` (a slider over ``layers``), ``channel``, and ``zoom`` (show only each
-    strongest unit's receptive field, enlarged, as Zeiler and Fergus' figures do).
+    Controls: ``layer`` (a slider over ``layers``, its name written beside it), ``channel``, and
+    ``zoom`` (show only each strongest unit's receptive field, enlarged, as Zeiler and Fergus'
+    figures do).
 
     Parameters
     ----------
@@ -77,9 +61,15 @@ class ProjectionExplorer(Explorer):
     rules : sequence of str, default ("deconvnet", "guided_backprop")
         One row of projections per rule.
     scale : int, default 2
-        Pixel enlargement of the picture.
+        Pixel enlargement of each tile, at most (the picture stays within ``viz.MAX_WIDTH``).
     cache_size : int, default 128
         How many ``(layer, channel)`` projections to keep (and twice as many pictures); at least 1.
+    layer : str, optional
+        The layer shown first (default: the last but one of ``layers``).
+    channel : int, optional
+        The channel shown first (default: the one whose ``k`` strongest activations are largest).
+    zoom : bool, default True
+        Start zoomed into the receptive fields.
 
     Raises
     ------
@@ -103,6 +93,9 @@ class ProjectionExplorer(Explorer):
         rules: Sequence[str] = ("deconvnet", "guided_backprop"),
         scale: int = 2,
         cache_size: int = 128,
+        layer: str | None = None,
+        channel: int | None = None,
+        zoom: bool = True,
     ) -> None:
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
             raise ValueError(f"cache_size must be an integer >= 1 (projections kept), got {cache_size!r:.40}")
@@ -121,28 +114,55 @@ class ProjectionExplorer(Explorer):
             raise ValueError("no layers to explore: pass layers=[...] (module paths of convolutional layers)")
         self.maxima = channel_maxima(model, images, self.layers)
         self.fields: dict[str, ReceptiveField | None] = {}
-        for layer in self.layers:
+        for name in self.layers:
             try:
-                self.fields[layer] = receptive_field(model, layer)
+                self.fields[name] = receptive_field(model, name)
             except ValueError:  # not a plain chain: no box is drawn
-                self.fields[layer] = None
+                self.fields[name] = None
         self._signals: OrderedDict[tuple[str, int], tuple[TopActivations, dict[str, Tensor]]] = OrderedDict()
-        self._pictures: OrderedDict[tuple[str, int, bool], bytes] = OrderedDict()
+        self._pictures: OrderedDict[tuple[str, int, bool], list[list[Panel]]] = OrderedDict()
         self.computed = 0  # projection passes run (cache misses)
         self._adjusting = False
-        first = self.layers[0]
-        options = [(f"{i + 1}: {name}", name) for i, name in enumerate(self.layers)]
+        first = self._first_layer(layer)
+        channels = self.maxima[first].shape[0]
+        if channel is None:
+            channel = self.strongest_channel(first)
+        channel = as_int("channel", channel, 0, channels - 1)
+        zoom = as_bool("zoom", zoom)
+        self.panel_size = fit_width(self.k, images.shape[-1], self.scale, row_labels=True)
         controls = {
-            "layer": widgets.SelectionSlider(options=options, value=first, description="layer"),
-            "channel": widgets.IntSlider(
-                value=0, min=0, max=self.maxima[first].shape[0] - 1, description="channel"
+            "layer": widgets.SelectionSlider(
+                options=list(self.layers), value=first, description="layer", readout=False
             ),
-            "zoom": widgets.Checkbox(value=False, description="zoom into the receptive field"),
+            "channel": widgets.IntSlider(value=channel, min=0, max=channels - 1, description="channel"),
+            "zoom": widgets.Checkbox(value=zoom, description="zoom into the receptive field"),
         }
+        self.layer_name = widgets.HTML()  # the slider's own readout would cut "features.12" short
         self.caption = widgets.HTML()
         image = widgets.Image(format="png")
-        layout = widgets.VBox([widgets.HBox(list(controls.values())), self.caption, image])
+        layout = widgets.VBox(
+            [
+                widgets.HBox([controls["layer"], self.layer_name]),
+                widgets.HBox([controls["channel"], controls["zoom"]]),
+                image,
+                self.caption,
+            ]
+        )
+        self.row_labels = [f"top {self.k}", *(rule_label(rule) for rule in self.rules)]
         self._connect(controls, image, layout)
+
+    def _first_layer(self, layer: str | None) -> str:
+        if layer is None:
+            return self.layers[max(0, len(self.layers) - 2)]
+        if layer not in self.layers:
+            raise ValueError(f"layer {layer!r} is not one of the layers explored: {', '.join(self.layers)}")
+        return layer
+
+    def strongest_channel(self, layer: str) -> int:
+        """The channel of ``layer`` whose ``k`` strongest activations over the images are largest."""
+        values = self.maxima[layer].values
+        k = min(self.k, values.shape[0])
+        return int(values.topk(k, dim=0).values.mean(0).argmax())
 
     # -- computation (cached) ------------------------------------------------------------------
 
@@ -166,60 +186,48 @@ class ProjectionExplorer(Explorer):
         _evict(self._signals, self.cache_size)
         return self._signals[key]
 
-    def picture(
+    def boxes(self, layer: str, top: TopActivations) -> list[Box]:
+        """Each top unit's receptive field in pixels (the whole image if the layer has none)."""
+        size = (self.images.shape[-2], self.images.shape[-1])
+        field = self.fields[layer]
+        return [
+            field.box(position, size) if field is not None else (0, size[0], 0, size[1])
+            for position in top.positions.tolist()
+        ]
+
+    def panels(
         self, layer: str | None = None, channel: int | None = None, zoom: bool | None = None
-    ) -> bytes:
-        """The PNG for a layer, channel and zoom setting (defaults: the controls); cached."""
+    ) -> list[list[Panel]]:
+        """The rows for a layer, channel and zoom setting (defaults: the controls); cached."""
         layer = self.controls["layer"].value if layer is None else layer
         channel = self.controls["channel"].value if channel is None else int(channel)
         zoom = self.controls["zoom"].value if zoom is None else bool(zoom)
         key = (layer, channel, zoom)
         if key not in self._pictures:
             top, signals = self.projections(layer, channel)
-            self._pictures[key] = viz.png_bytes(self._grid(layer, top, signals, zoom), self.scale)
+            zoom = zoom and self.fields[layer] is not None
+            images = self.images[top.indices]
+            self._pictures[key] = projection_panels(images, signals, self.boxes(layer, top), zoom)
         self._pictures.move_to_end(key)
         _evict(self._pictures, 2 * self.cache_size)
         return self._pictures[key]
 
-    # -- rendering -----------------------------------------------------------------------------
-
-    def _grid(self, layer: str, top: TopActivations, signals: dict[str, Tensor], zoom: bool) -> np.ndarray:
-        """Rows: images (receptive field of the strongest unit boxed), then one row per rule."""
-        size = (self.images.shape[-2], self.images.shape[-1])
-        field = self.fields[layer]
-        boxes = [
-            field.box(position, size) if field is not None else (0, size[0], 0, size[1])
-            for position in top.positions.tolist()
-        ]
-        zoom = zoom and field is not None
-        rows = []
-        row = []
-        for index, box in zip(top.indices.tolist(), boxes):
-            tile = viz.as_image(self.images[index])
-            row.append(_crop(tile, box, size) if zoom else _draw_box(tile, box))
-        rows.append(row)
-        for rule in self.rules:
-            tiles = [viz.signed_image(signal) for signal in signals[rule]]
-            rows.append([_crop(t, b, size) for t, b in zip(tiles, boxes)] if zoom else tiles)
-        gap = 3
-        h, w = size
-        out = np.ones((len(rows) * (h + gap) - gap, len(rows[0]) * (w + gap) - gap, 3), np.float32)
-        for r, tiles in enumerate(rows):
-            for c, tile in enumerate(tiles):
-                out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
-        return out
-
     def _caption(self, layer: str, channel: int, top: TopActivations) -> str:
         field = self.fields[layer]
         values = ", ".join(f"{v:.2f}" for v in top.values.tolist())
-        zoomed = "zoomed in" if self.controls["zoom"].value else "boxed"
+        zoomed = "zoomed in" if self.controls["zoom"].value else "framed"
         rf = f"; receptive field {field.size[0]}×{field.size[1]} px ({zoomed})" if field is not None else ""
-        rows = " · ".join(f"row {i + 2}: {viz.rule_label(r)}" for i, r in enumerate(self.rules))
+        rows = " · ".join(f"row {i + 2}: {rule_label(rule)}" for i, rule in enumerate(self.rules))
         silent = "" if float(top.values[0]) > 0 else " <b>This channel never fires on these images.</b>"
         return (
             f"<b>{html.escape(layer)}</b>, channel <b>{channel}</b>: strongest activations {values}"
             f"{rf}.{silent}<br>row 1: the top {len(top.values)} images · {rows}"
         )
+
+    def summary(self) -> str:
+        layer, channel = self.controls["layer"].value, self.controls["channel"].value
+        zoomed = ", zoomed into the receptive fields" if self.controls["zoom"].value else ""
+        return f"{layer}, channel {channel}: the top {self.k} images and their projections{zoomed}"
 
     def redraw(self, changed: widgets.Widget | None) -> None:
         """On a layer move, fit the channel slider to the layer; then show the cached picture."""
@@ -237,5 +245,7 @@ class ProjectionExplorer(Explorer):
                 self._adjusting = False
         channel = channel_slider.value
         top, _ = self.projections(layer, channel)
-        self.view.value = self.picture(layer, channel)
+        self._draw("grid", self.panels(layer, channel))
+        number = self.layers.index(layer) + 1
+        self.layer_name.value = f"<b>{html.escape(layer)}</b> (layer {number} of {len(self.layers)})"
         self.caption.value = self._caption(layer, channel, top)

@@ -11,13 +11,15 @@ DeConvNet ``p·[p>0]``, guided backprop ``p·[x>0]·[p>0]``.
   above the map with the top layers re-initialised, and the similarities.
 
 Both take a result already computed by :mod:`deconvlab.sanity` (so the notebook's
-numbers and the pictures come from the same maps) and encode every picture once,
-at construction; a slider move only swaps cached PNGs and one HTML readout.
+numbers and the pictures come from the same maps) and normalise every map once, at
+construction; a slider move only pastes cached pictures into the figure
+(:func:`deconvlab.sanity.plots.class_sensitivity_panels`, :func:`~deconvlab.sanity.plots.cascade_panels`:
+panels of one size, a colour key under each map, the objects outlined on the input only).
 A toggle shows the maps the two ways Adebayo et al. compare them: ``|map|`` summed
 over channels and scaled to its 99th percentile (:func:`deconvlab.metrics.abs_normalise`,
 white = large), or the signed map summed over channels
 (:func:`deconvlab.metrics.diverging_normalise`: grey = 0, white > 0, black < 0).
-Rules are titled by their label and equation, read from the rule (:func:`deconvlab.viz.rule_heading`).
+Rules are titled by their label and equation, read from the rule (:func:`deconvlab.viz.rule_title`).
 """
 
 from __future__ import annotations
@@ -27,37 +29,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
-import numpy as np
 
-from ..metrics import abs_normalise, diverging_normalise
-from ..viz import as_image, outline_mask, png_bytes, rule_heading, rule_label
+from ..sanity.plots import (
+    CASCADE_ROWS,
+    CLASS_ROWS,
+    DISPLAYS,
+    cascade_panels,
+    class_sensitivity_panels,
+    display_arrays,
+)
+from ..viz import fit_width, rule_label
 from ._base import Explorer, check_scale
 
 if TYPE_CHECKING:
-    import torch
-
     from ..sanity import CascadeResult, ClassSensitivityResult
 
 __all__ = ["DISPLAYS", "ClassSensitivityExplorer", "RandomisationExplorer", "display_arrays"]
-
-#: The two ways of showing a map, as offered by the toggle.
-DISPLAYS = ("|map|", "signed")
-
-_GAP = 2  # pixels of white between the two stacked pictures of a column
-_COLOURS = ((0.0, 1.0, 0.0), (1.0, 0.0, 1.0))  # outline of object A (green) and B (magenta)
-
-
-def display_arrays(maps: torch.Tensor, display: str) -> np.ndarray:
-    """``(N, C, H, W)`` signed maps as ``(N, H, W)`` grey pictures in [0, 1].
-
-    ``"|map|"``: :func:`~deconvlab.metrics.abs_normalise`; ``"signed"``:
-    ``0.5 + 0.5 ·`` :func:`~deconvlab.metrics.diverging_normalise`.
-    """
-    if display == "|map|":
-        return abs_normalise(maps)
-    if display == "signed":
-        return 0.5 + 0.5 * diverging_normalise(maps)
-    raise ValueError(f"display must be one of {DISPLAYS}, got {display!r}")
 
 
 def _class_names(classes: object, needed: int) -> tuple[str, ...]:
@@ -67,20 +54,6 @@ def _class_names(classes: object, needed: int) -> tuple[str, ...]:
     if len(classes) < needed:
         raise ValueError(f"classes holds {len(classes)} names, but the labels go up to class {needed - 1}")
     return tuple(str(name) for name in classes)
-
-
-def _stack(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    """Two ``(H, W[, 3])`` pictures one above the other, separated by a white band."""
-    gap = np.ones((_GAP, *top.shape[1:]), top.dtype)
-    return np.concatenate([top, gap, bottom])
-
-
-def _grey(a: np.ndarray) -> np.ndarray:
-    return np.repeat(a[..., None], 3, axis=-1).astype(np.float32)
-
-
-def _column(title: str, image: widgets.Image) -> widgets.VBox:
-    return widgets.VBox([widgets.HTML(title), image])
 
 
 def _toggle() -> widgets.ToggleButtons:
@@ -103,7 +76,7 @@ class ClassSensitivityExplorer(Explorer):
     classes : sequence of str, optional
         Class names (default: the shapes dataset's).
     scale : int
-        Screen pixels per image pixel.
+        Screen pixels per image pixel, at most (the picture stays within ``viz.MAX_WIDTH``).
 
     Raises
     ------
@@ -113,11 +86,14 @@ class ClassSensitivityExplorer(Explorer):
 
     Attributes
     ----------
-    pictures : dict of str to ipywidgets.Image
-        ``"input"`` and one picture per rule (A on top, B below).
+    rows : list of lists of Panel
+        The panels shown now: the input with object A outlined and the maps for class A, then
+        the input with object B outlined and the maps for class B.
     readout : ipywidgets.HTML
         Spearman(A, B) and the share of each map's energy on each object.
     """
+
+    row_labels = CLASS_ROWS
 
     def __init__(self, result: ClassSensitivityResult, classes=None, scale: int = 3) -> None:
         from ..data import CLASSES
@@ -133,32 +109,28 @@ class ClassSensitivityExplorer(Explorer):
         self.classes = _class_names(classes, int(result.labels.max()) + 1) if classes is not None else CLASSES
         self.rules = list(result.rules)
         n = len(result.images)
-        masks = result.masks.numpy()
-        self._inputs = []
-        for i in range(n):
-            img = as_image(result.images[i])
-            a, b = (outline_mask(img, masks[i, k], _COLOURS[k]) for k in range(2))
-            self._inputs.append(png_bytes(_stack(a, b), scale))
-        self._pngs: dict[tuple[str, str], list[bytes]] = {}
-        for display in DISPLAYS:
-            for rule in self.rules:
-                pair = result.maps[rule]
-                shown = display_arrays(pair.flatten(0, 1), display).reshape(n, 2, *pair.shape[-2:])
-                self._pngs[display, rule] = [
-                    png_bytes(_grey(_stack(shown[i, 0], shown[i, 1])), scale) for i in range(n)
-                ]
-        self.pictures = {"input": widgets.Image(format="png")}
-        self.pictures.update({rule: widgets.Image(format="png") for rule in self.rules})
+        self._shown = {
+            display: {
+                rule: display_arrays(m.flatten(0, 1), display).reshape(n, 2, *m.shape[-2:])
+                for rule, m in result.maps.items()
+            }
+            for display in DISPLAYS
+        }
+        self.panel_size = fit_width(1 + len(self.rules), result.images.shape[-1], scale, row_labels=True)
         self.readout = widgets.HTML()
         self.legend = widgets.HTML()
-        titles = {"input": "<b>input</b><br>A green (top), B magenta (bottom)"}
-        columns = [_column(titles.get(k, rule_heading(k)), img) for k, img in self.pictures.items()]
         controls = {
             "image": widgets.IntSlider(value=0, min=0, max=n - 1, description="image"),
             "display": _toggle(),
         }
-        view = widgets.VBox([widgets.HBox(columns), self.legend, self.readout])
-        self._connect(controls, view)
+        view = widgets.Image(format="png")
+        layout = widgets.VBox([widgets.HBox(list(controls.values())), view, self.legend, self.readout])
+        self._connect(controls, view, layout)
+
+    def panels(self) -> list[list]:
+        """The rows shown now (:func:`deconvlab.sanity.plots.class_sensitivity_panels`)."""
+        i, display = int(self.controls["image"].value), self.controls["display"].value
+        return class_sensitivity_panels(self.result, i, display, self._shown[display])
 
     def readout_html(self, i: int) -> str:
         """The numbers of image ``i``: Spearman(A, B) and where each map's energy lies."""
@@ -181,14 +153,20 @@ class ClassSensitivityExplorer(Explorer):
             f"{''.join(rows)}</table>"
         )
 
+    def summary(self) -> str:
+        i = int(self.controls["image"].value)
+        a, b = (self.classes[int(c)] for c in self.result.labels[i])
+        return f"image {i}: A = {a} (outlined in green), B = {b} (magenta)"
+
     def redraw(self, changed: widgets.Widget | None) -> None:
         i, display = int(self.controls["image"].value), self.controls["display"].value
+        self._draw(display, self.panels())
         if changed is None or changed is self.controls["image"]:
-            self.pictures["input"].value = self._inputs[i]
             self.readout.value = self.readout_html(i)
-        for rule in self.rules:
-            self.pictures[rule].value = self._pngs[display, rule][i]
-        self.legend.value = f"Top: the map for class A; bottom: the map for class B ({_LEGEND[display]})."
+        self.legend.value = (
+            f"Top: the map for class A; bottom: the map for class B; A is outlined in green and B in "
+            f"magenta on the input ({_LEGEND[display]})."
+        )
 
 
 class RandomisationExplorer(Explorer):
@@ -205,7 +183,7 @@ class RandomisationExplorer(Explorer):
     stage_labels : sequence of str, optional
         A display name per stage (default: the result's layer names).
     scale : int
-        Screen pixels per image pixel.
+        Screen pixels per image pixel, at most (the picture stays within ``viz.MAX_WIDTH``).
 
     Raises
     ------
@@ -215,11 +193,13 @@ class RandomisationExplorer(Explorer):
 
     Attributes
     ----------
-    pictures : dict of str to ipywidgets.Image
-        ``"input"`` and one picture per rule.
+    rows : list of lists of Panel
+        The panels shown now: the input and the trained model's maps, then the maps at the stage.
     readout : ipywidgets.HTML
         This image's similarities at this stage, and their means over the images.
     """
+
+    row_labels = CASCADE_ROWS
 
     def __init__(self, result: CascadeResult, stage_labels=None, scale: int = 3) -> None:
         from ..sanity import CascadeResult
@@ -244,30 +224,31 @@ class RandomisationExplorer(Explorer):
                 f"stage_labels holds {len(self.stage_labels)} stage labels for {len(result.stages)} stages"
             )
         n_stages, n = len(result.stages), len(result.images)
-        self._inputs = [png_bytes(as_image(result.images[i]), scale) for i in range(n)]
-        self._pngs: dict[tuple[str, str], list[list[bytes]]] = {}
-        for display in DISPLAYS:
-            for rule in self.rules:
-                m = result.maps[rule]
-                shown = display_arrays(m.flatten(0, 1), display).reshape(n_stages, n, *m.shape[-2:])
-                self._pngs[display, rule] = [
-                    [png_bytes(_grey(_stack(shown[0, i], shown[s, i])), scale) for i in range(n)]
-                    for s in range(n_stages)
-                ]
+        self._shown = {
+            display: {
+                rule: display_arrays(m.flatten(0, 1), display).reshape(n_stages, n, *m.shape[-2:])
+                for rule, m in result.maps.items()
+            }
+            for display in DISPLAYS
+        }
         self._means = {metric: result.mean(metric) for metric in ("spearman_abs", "spearman_signed", "ssim")}
-        self.pictures = {"input": widgets.Image(format="png")}
-        self.pictures.update({rule: widgets.Image(format="png") for rule in self.rules})
+        self.panel_size = fit_width(1 + len(self.rules), result.images.shape[-1], scale, row_labels=True)
         self.readout = widgets.HTML()
         self.legend = widgets.HTML()
-        titles = {"input": "<b>input</b>"}
-        columns = [_column(titles.get(k, rule_heading(k)), img) for k, img in self.pictures.items()]
         controls = {
             "stage": widgets.IntSlider(value=0, min=0, max=n_stages - 1, description="randomised"),
             "image": widgets.IntSlider(value=0, min=0, max=n - 1, description="image"),
             "display": _toggle(),
         }
-        view = widgets.VBox([widgets.HBox(columns), self.legend, self.readout])
-        self._connect(controls, view)
+        view = widgets.Image(format="png")
+        layout = widgets.VBox([widgets.HBox(list(controls.values())), view, self.legend, self.readout])
+        self._connect(controls, view, layout)
+
+    def panels(self) -> list[list]:
+        """The rows shown now (:func:`deconvlab.sanity.plots.cascade_panels`)."""
+        stage, i = int(self.controls["stage"].value), int(self.controls["image"].value)
+        display = self.controls["display"].value
+        return cascade_panels(self.result, stage, i, display, self._shown[display])
 
     def readout_html(self, stage: int, i: int) -> str:
         """Similarity to the trained model's map at ``stage``, for image ``i`` and on average."""
@@ -290,16 +271,17 @@ class RandomisationExplorer(Explorer):
             f"{rows}</table><p>This image (in brackets: the mean over the {len(r.images)} images).</p>"
         )
 
+    def summary(self) -> str:
+        stage, i = int(self.controls["stage"].value), int(self.controls["image"].value)
+        done = ", ".join(self.stage_labels[1 : stage + 1]) or "nothing"
+        return f"image {i}, stage {stage} ({self.stage_labels[stage]}): re-initialised {done}"
+
     def redraw(self, changed: widgets.Widget | None) -> None:
         stage, i = int(self.controls["stage"].value), int(self.controls["image"].value)
-        display = self.controls["display"].value
-        if changed is None or changed is self.controls["image"]:
-            self.pictures["input"].value = self._inputs[i]
-        for rule in self.rules:
-            self.pictures[rule].value = self._pngs[display, rule][stage][i]
+        self._draw(self.controls["display"].value, self.panels())
         if changed is not self.controls["display"]:
             self.readout.value = self.readout_html(stage, i)
         self.legend.value = (
             "Top: the trained model's map; bottom: the map with the layers re-initialised from the logits "
-            f"down to the stage shown ({_LEGEND[display]})."
+            f"down to the stage shown ({_LEGEND[self.controls['display'].value]})."
         )
