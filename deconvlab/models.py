@@ -12,6 +12,10 @@
   arguments torchvision's builder sets for those weights (read from the builder's source). It
   changes no process-wide setting and replaces nothing of torchvision, so other threads loading
   torchvision weights at the same time are unaffected.
+* :func:`photo_model` is what the notebooks' photo sections call: the trained ImageNet network where
+  the network is there (Binder and Colab, :func:`deconvlab.runtime.hosted_environment`, download
+  allowed) or its weights are cached, else the untrained architecture, with a sentence saying
+  which and why. ``download=`` or ``DECONVLAB_DOWNLOAD=1``/``0`` overrides the choice.
 """
 
 from __future__ import annotations
@@ -34,19 +38,22 @@ from urllib.request import urlopen
 import torch
 from torch import nn
 
-from .checks import as_bool, as_real, as_str, bias_of
+from .checks import as_bool, as_int, as_real, as_str, bias_of
 from .data import CLASSES
+from .runtime import hosted_environment
 
 __all__ = [
     "TEACHING_CONFIG",
     "WEIGHTS_DIR",
     "ImageNetModel",
+    "PhotoModel",
     "TeachingCNN",
     "WeightsHashError",
     "WeightsUnavailableError",
     "cache_dir",
     "fold_batchnorm",
     "init_weights",
+    "photo_model",
     "recorded_sha256",
     "teaching_metadata",
     "teaching_model",
@@ -649,6 +656,14 @@ def _weights_member(name: str, weights: Any) -> Any:
     return member
 
 
+def _check_model_name(name: str) -> None:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(f"unknown torchvision model {name[:40]!r} (name); choose from {', '.join(known)}")
+
+
 def torchvision_model(
     name: str,
     weights: Any = "DEFAULT",
@@ -713,9 +728,7 @@ def torchvision_model(
         download = as_bool("download", download)
     timeout = as_real("timeout", timeout, above=0)
     device = _device(device)
-    known = torchvision.models.list_models(module=torchvision.models)
-    if name not in known:
-        raise ValueError(f"unknown torchvision model {name[:40]!r} (name); choose from {', '.join(known)}")
+    _check_model_name(name)
     if weights is None:
         model = torchvision.models.get_model(name, weights=None)
         preprocess = ImageClassification(crop_size=224)
@@ -724,3 +737,144 @@ def torchvision_model(
     state = _verified_state_dict(name, w, download, timeout)
     model = _build(name, w, state)
     return ImageNetModel(_moved(model, device).eval(), w.transforms(), list(w.meta["categories"]), w)
+
+
+# --------------------------------------------------------------------------------------------
+# the photo sections' network: trained where the network is there, untrained and said so elsewhere
+# --------------------------------------------------------------------------------------------
+
+
+class PhotoModel(NamedTuple):
+    """What :func:`photo_model` returns: an :class:`ImageNetModel` and the sentence that names it.
+
+    Unpack it as ``model, preprocess, categories, weights, message``.
+
+    Attributes
+    ----------
+    model, preprocess, categories, weights
+        As in :class:`ImageNetModel`; ``weights`` is ``None`` for the untrained network.
+    message : str
+        One line saying which network the maps come from and why (print it under the cell).
+    """
+
+    model: nn.Module
+    preprocess: Callable
+    categories: list[str]
+    weights: Any
+    message: str
+
+    @property
+    def trained(self) -> bool:
+        """Whether the network carries ImageNet weights."""
+        return self.weights is not None
+
+
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _download_choice(download: object) -> tuple[bool, str]:
+    """Whether :func:`photo_model` may download, and the reason its message gives."""
+    if download is not None:
+        allowed = as_bool("download", download)
+        return allowed, f"download={allowed} was passed"
+    text = os.environ.get("DECONVLAB_DOWNLOAD", "").strip().lower()
+    if text in _YES or text in _NO:
+        return text in _YES, f"DECONVLAB_DOWNLOAD={text} is set"
+    if text:
+        raise ValueError(f"DECONVLAB_DOWNLOAD must be 1 (download) or 0 (do not), got {text[:20]!r}")
+    if _offline():
+        return False, "DECONVLAB_OFFLINE is set"
+    host = hosted_environment()
+    if host is not None:
+        return True, f"this is {host.capitalize()}"
+    return False, "this is not Binder or Colab"
+
+
+def _untrained(name: str, seed: int, device: torch.device | str | None) -> ImageNetModel:
+    """The architecture, randomly initialised from ``seed``; torch's global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torchvision_model(name, weights=None, device=device)
+
+
+def _untrained_message(
+    name: str, seed: int, weights: Any, path: Path, why: str, error: Exception | None
+) -> str:
+    size = weights.meta.get("_file_size", 0)
+    head = f"Maps from an UNTRAINED {name} (random weights, seed {seed}; its classes mean nothing): "
+    if error is not None:
+        return f"{head}downloading its ImageNet weights failed: {error}"
+    return (
+        f"{head}its ImageNet weights are not in torchvision's cache ({path.parent}) and nothing is "
+        f"downloaded, as {why}. For the trained network pass download=True or set DECONVLAB_DOWNLOAD=1 "
+        f"(fetches {size:.0f} MB from {weights.url}), or copy {path.name} into that folder."
+    )
+
+
+def photo_model(
+    name: str = "resnet18",
+    download: bool | None = None,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    timeout: float = 10.0,
+) -> PhotoModel:
+    """The ImageNet network of the photo sections: trained where possible, and a line saying which.
+
+    The trained network (torchvision's default weights, hash-checked, :func:`torchvision_model`)
+    comes from torchvision's cache, or is downloaded where downloading is allowed: by default on
+    Binder and Colab only (:func:`deconvlab.runtime.hosted_environment`, read from the environment,
+    no network probe). Otherwise, or if the download fails, the same architecture with random
+    weights is returned, and ``message`` says so. Nothing touches the network unless a download
+    is allowed and the file is not cached.
+
+    Parameters
+    ----------
+    name : str, default "resnet18"
+        A torchvision classifier.
+    download : bool, optional
+        Allow (True) or forbid (False) the download. Default: the environment variable
+        ``DECONVLAB_DOWNLOAD`` (``1`` or ``0``) if set, else no if ``DECONVLAB_OFFLINE=1``, else
+        yes on Binder and Colab and no elsewhere.
+    seed : int, default 0
+        Seed of the untrained network's initialisation (torch's global RNG is left as it was).
+    device : torch.device or str, optional
+        Where to put the model.
+    timeout : float, default 10
+        Seconds to wait for the connection and each read of a download.
+
+    Returns
+    -------
+    PhotoModel
+        ``(model, preprocess, categories, weights, message)``; ``weights`` is None (and
+        ``.trained`` False) for the untrained network.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Unknown ``name``; ``download`` neither None nor a bool; ``DECONVLAB_DOWNLOAD`` neither
+        1 nor 0; see :func:`torchvision_model` for ``device`` and ``timeout``.
+    WeightsHashError
+        A cached or downloaded file is not the official one (never silently replaced by the
+        untrained network: delete the file, as the message says).
+    """
+    _check_model_name(as_str("name", name))
+    seed = as_int("seed", seed)
+    allowed, why = _download_choice(download)
+    weights = _weights_member(name, "DEFAULT")
+    path = cache_dir() / os.path.basename(weights.url)
+    cached = path.is_file()
+    try:
+        loaded = torchvision_model(name, download=allowed, device=device, timeout=timeout)
+    except WeightsUnavailableError as error:
+        message = _untrained_message(name, seed, weights, path, why, error if allowed else None)
+        return PhotoModel(*_untrained(name, seed, device), message)
+    top1 = weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
+    accuracy = f", {top1:.1f}% top-1" if top1 else ""
+    where = (
+        f"found in torchvision's cache ({path.parent})"
+        if cached
+        else f"downloaded to {path.parent}, as {why}"
+    )
+    message = f"Maps from {name} trained on ImageNet ({weights.name}{accuracy}), {where}."
+    return PhotoModel(*loaded, message)

@@ -73,6 +73,20 @@ def test_torch_torchvision_pair_matches():
     )
 
 
+def test_readme_laptop_install_uses_the_cpu_index_and_names_binders_pair():
+    """The README's CPU-only laptop command and Binder stay in step (issue 12, item 9)."""
+    _, reqs, _ = parse_requirements()
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    laptop = re.search(r"```sh\n(.*?)\n```", text, flags=re.S)
+    assert laptop, "README needs the CPU-only laptop install (a ```sh block) beside the first command"
+    command = laptop.group(1)
+    assert f"pip install torch torchvision --index-url {CPU_INDEX}" in command
+    assert 'pip install -e ".[lab]"' in command and "jupyter lab" in command
+    torch = pinned_version(reqs["torch"]).removesuffix("+cpu")
+    vision = pinned_version(reqs["torchvision"]).removesuffix("+cpu")
+    assert f"torch {torch} and torchvision {vision}" in text, "README must name Binder's CPU pair"
+
+
 def test_the_pair_check_sees_a_mismatch():
     assert binder_lint.torchvision_pair_problem("2.8.0", "0.23.0") is None
     assert "needs torch 2.8.0" in binder_lint.torchvision_pair_problem("2.7.0", "0.23.0")

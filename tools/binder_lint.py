@@ -39,6 +39,8 @@ TORCH_FOR_TORCHVISION = {
     "0.24.0": "2.9.0",
     "0.24.1": "2.9.1",
     "0.28.0": "2.13.0",
+    "0.29.0": "2.14.0",
+    "0.29.1": "2.14.1",
 }
 
 # import name -> distribution, for modules whose distribution has another name
