@@ -32,6 +32,9 @@ nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 myst_enable_extensions = ["dollarmath", "amsmath"]
 nb_render_markdown_format = "myst"
+# An explorer's output holds its widget view and a PNG of its current state: a static page shows the
+# PNG (the widget view would need a live kernel, or widget scripts from a CDN).
+nb_mime_priority_overrides = [("html", "image/png", 5)]
 
 # API reference from the docstrings (NumPy style).
 napoleon_numpy_docstring = True

@@ -106,7 +106,9 @@ def test_a_checker_says_correct_not_done_or_what_is_wrong_in_a_sentence():
     assert check_double(stub).status == "not done"
     assert "returns nothing yet" in check_double(stub).message
     assert check_double(lambda v: v + 1).message == "double(2) should be 4."
-    assert check_double(lambda v: v + 2).message == "double(-1) should be -2: does it work for negative numbers?"
+    assert (
+        check_double(lambda v: v + 2).message == "double(-1) should be -2: does it work for negative numbers?"
+    )
     raising = check_double(lambda v: v.upper())
     assert raising.status == "wrong"
     assert raising.message == "double(2) raised AttributeError: 'int' object has no attribute 'upper'"
