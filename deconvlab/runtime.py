@@ -41,9 +41,10 @@ BINDER_VARIABLES = (
 #: Set in Colab's runtime (CPU and GPU ones alike).
 COLAB_VARIABLES = ("COLAB_RELEASE_TAG", "COLAB_GPU")
 
-#: Torch threads for notebook cells. On a 2-core machine with one core busy elsewhere, every
-#: notebook ran 1.3-3.3x faster on one thread than on two; on a quiet machine one thread cost
-#: at most 15 % (README, "Notebooks and sliders"; ``benchmarks/bench_notebooks.py``).
+#: Torch threads for notebook cells. On a shared 2-core machine (load average 1.3-12.5, with and
+#: without a competing spinning core) each notebook's median run was 1.9-3.8x faster on one thread
+#: than on two; of the 30 run pairs timed one by one, two threads won one, by 13 % (README, "One
+#: torch thread for notebook cells"; ``benchmarks/bench_notebooks.py``).
 NOTEBOOK_THREADS = 1
 
 
