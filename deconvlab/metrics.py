@@ -475,7 +475,7 @@ def relu_star(rule: RuleLike, x: float, p: float) -> float:
 
 
 def rule_plane(rule: RuleLike, extent: float = 1.0, resolution: int = 81) -> np.ndarray:
-    """``ReLU*(x, p)`` of ``rule`` on a ``resolution`` × ``resolution`` grid over ``[-extent, extent]``².
+    """``ReLU*(x, p)`` of ``rule`` on a grid of ``resolution`` points per side over ``[-extent, extent]``.
 
     Returns an array indexed ``[row, column]``: columns run over ``x`` from
     ``-extent`` to ``extent`` (left to right), rows over ``p`` from ``+extent``

@@ -2,8 +2,9 @@
 
 Build it with ``python -m sphinx -b html docs docs/_build/html`` (README). The notebooks are
 the instructor version (:mod:`deconvlab.course.build`), copied into ``_notebooks/`` at the start
-of each build and executed by myst-nb; maths is rendered by a MathJax copied from the
-``jupyter-server-mathjax`` package, so the pages work offline.
+of each build and executed by myst-nb; MathJax 2 is copied from the ``jupyter-server-mathjax``
+package so that nothing is fetched from a CDN (it still leaves most formulas of the notebook pages
+as TeX: an open problem).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ nb_render_markdown_format = "myst"
 # An explorer's output holds its widget view and a PNG of its current state: a static page shows the
 # PNG (the widget view would need a live kernel, or widget scripts from a CDN).
 nb_mime_priority_overrides = [("html", "image/png", 5)]
+# ...so no widget scripts: myst-nb would load require.js and the widget manager from a CDN (offline they
+# fail, and require.js loaded before MathJax 2 stops it typesetting the page).
+nb_ipywidgets_js: dict = {}
 
 # API reference from the docstrings (NumPy style).
 napoleon_numpy_docstring = True
@@ -44,7 +48,11 @@ autodoc_typehints = "description"
 
 # Offline maths: MathJax 2 from the jupyter-server-mathjax package, copied into _static/mathjax.
 mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
-mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]}}
+# (myst-nb adds the tex2jax settings that tell MathJax which elements hold maths.)
+mathjax2_config = {
+    # jupyter-server-mathjax ships the STIX-Web fonts only (not the TeX ones): use them.
+    "HTML-CSS": {"availableFonts": ["STIX-Web"], "preferredFont": "STIX-Web", "webFont": "STIX-Web"},
+}
 
 
 def _copy_mathjax() -> None:

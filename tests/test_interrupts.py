@@ -34,6 +34,7 @@ from deconvlab.model_state import evaluating
 from tools.interrupt_sweep import (
     AlarmInterrupter,
     Baseline,
+    best_effort_cleanup,
     sweep,
 )
 
@@ -300,9 +301,11 @@ def test_real_sigints_at_random_points_leave_nothing_behind():
     with AlarmInterrupter() as alarm:
         trials = []
         for name, make in SCENARIOS.items():
-            if name == "user_mode_inside":
-                # A SIGINT inside PyTorch's own TorchFunctionMode.__exit__ of the user's mode leaves
-                # that mode on the stack, without deconvlab as with it: not ours to hold.
+            if name in ("user_mode_inside", "out_of_order"):
+                # Both exit by hand in the test's own code, between whose statements a SIGINT can land
+                # where no `with` statement would let it (on Python 3.9 the next exit is then never
+                # called), and user_mode_inside also in PyTorch's own TorchFunctionMode.__exit__: not
+                # deconvlab's code to hold. The opcode sweep covers both in deconvlab's code.
                 continue
             scenario = make()
             baseline = scenario.baseline()  # after the interrupter set Python's SIGINT handler
@@ -318,6 +321,7 @@ def test_real_sigints_at_random_points_leave_nothing_behind():
             problems = baseline.problems(result.error, result.interrupted)
             if problems:
                 failures.append(f"{name}, trial {trial}, SIGINT at {result.landed}: {problems}")
+                best_effort_cleanup(baseline)  # one failure must not make every later trial fail
     print(
         f"{SIGNAL_TRIALS} trials, {landed_in_package} landed in deconvlab, {landed_in_call} in a call from it"
     )

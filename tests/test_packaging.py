@@ -100,4 +100,4 @@ def test_ci_runs_the_lowest_versions_without_the_browser_suite():
     ci, lowest = (REPO / ".ci" / "run").read_text(), (REPO / ".ci" / "lowest").read_text()
     assert "bash .ci/lowest" in [line.strip() for line in ci.splitlines()]
     assert "tools/lowest_pins.py --python" in lowest and '-c "$pins"' in lowest
-    assert '-m "not browser" --ignore=tests/browser' in lowest
+    assert '-m "not browser and not seeds" --ignore=tests/browser' in lowest
