@@ -511,6 +511,8 @@ def check_images(images: object, name: str = "images") -> Tensor:
         raise ValueError(f"{name} has shape {tuple(images.shape)}; expected a batch (N, C, H, W)")
     if images.shape[0] == 0:
         raise ValueError(f"{name} has shape {tuple(images.shape)}: the batch is empty")
+    if images.numel() == 0:
+        raise ValueError(f"{name} has shape {tuple(images.shape)}: the images have no pixels")
     return images
 
 
