@@ -22,7 +22,10 @@ other threads hold nothing.
 from __future__ import annotations
 
 import contextlib
+import dis
+import functools
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import CodeType, FrameType, TracebackType
@@ -88,9 +91,47 @@ def _critical_frame(frame: FrameType) -> bool | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _with_exit_offsets(code: CodeType) -> frozenset[int]:
+    """Python 3.9: the offsets from each ``POP_BLOCK`` that ends a ``with`` block to the call of
+    its ``__exit__`` (``POP_BLOCK [ROT_TWO] LOAD_CONST None DUP_TOP DUP_TOP CALL_FUNCTION 3``)."""
+    instructions = list(dis.get_instructions(code))
+    names = [instruction.opname for instruction in instructions]
+    offsets: set[int] = set()
+    for start, name in enumerate(names):
+        if name != "POP_BLOCK":
+            continue
+        after = start + 1 + (names[start + 1 : start + 2] == ["ROT_TWO"])
+        call = after + 3
+        if (
+            names[after : call + 1] == ["LOAD_CONST", "DUP_TOP", "DUP_TOP", "CALL_FUNCTION"]
+            and instructions[after].argval is None
+            and instructions[call].arg == 3
+        ):
+            offsets.update(instruction.offset for instruction in instructions[start : call + 1])
+    return frozenset(offsets)
+
+
+def _leaving_a_with(frame: FrameType) -> bool:
+    """Whether ``frame`` has ended a ``with`` block but not yet called its ``__exit__``.
+
+    Python 3.9 checks for signals before almost every instruction, so a ``KeyboardInterrupt`` can
+    be raised after the block is popped and before ``__exit__`` is called, which then never runs
+    (bpo-29988). From 3.10 the interpreter checks only after calls and at backward jumps, and the
+    window is gone. The ``CALL_FUNCTION`` itself is included: a signal check names the instruction
+    last run, a tracer's opcode event the one about to run. The cost, on 3.9 only: a SIGINT inside
+    a user's ``__exit__`` written in Python, while a section is open, is held to the next safe point.
+    """
+    return sys.version_info < (3, 10) and frame.f_lasti in _with_exit_offsets(frame.f_code)
+
+
 def _in_critical_code(frame: FrameType | None) -> bool:
-    """Whether the code interrupted at ``frame`` (or a caller it runs for) is critical."""
+    """Whether the code interrupted at ``frame`` (or a caller it runs for) is critical, or is
+    between a ``with`` block and its ``__exit__`` on Python 3.9 (any ``with``: the exit may be
+    ours; a held interrupt is raised at the next safe point)."""
     while frame is not None:
+        if _leaving_a_with(frame):
+            return True
         decision = _critical_frame(frame)
         if decision is not None:
             return decision

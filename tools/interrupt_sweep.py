@@ -484,25 +484,42 @@ def boundary(frame) -> str | None:
     return None
 
 
+def scenario_code(scenario: Callable[[], object]) -> frozenset:
+    """The scenario's own code, to interrupt too where a real SIGINT can land in it: on Python 3.9
+    before almost every instruction (between a ``with`` block's end and its ``__exit__`` call
+    too); from 3.10 only after calls and at backward jumps, where the sweep cannot place it."""
+    code = getattr(scenario, "__code__", None)
+    if code is None or sys.version_info >= (3, 10):
+        return frozenset()
+    found, stack = set(), [code]
+    while stack:
+        current = stack.pop()
+        found.add(current)
+        stack.extend(c for c in current.co_consts if isinstance(c, type(code)))
+    return frozenset(found)
+
+
 class OpcodeTracer:
-    """Counts opcode events in deconvlab frames; raises ``KeyboardInterrupt`` at event ``target``.
+    """Counts opcode events in deconvlab frames (and, on Python 3.9, the scenario's own frames);
+    raises ``KeyboardInterrupt`` at event ``target``.
 
     ``fired_at`` says where it raised; ``boundary`` whether that was one of the two instructions
     of a context manager that no Python code can protect (see :func:`boundary`).
     """
 
-    def __init__(self, target: int | None = None) -> None:
+    def __init__(self, target: int | None = None, user_code: frozenset = frozenset()) -> None:
         self.target = target
         self.events = 0
         self.fired_at: str | None = None
         self.boundary: str | None = None
         self._ours: dict = {}
+        self._user_code = user_code
 
     def __call__(self, frame, event, arg):  # the global trace function: sees each new frame
         code = frame.f_code
         ours = self._ours.get(code)
         if ours is None:
-            ours = self._ours[code] = in_package(code.co_filename)
+            ours = self._ours[code] = in_package(code.co_filename) or code in self._user_code
         if not ours:
             return None
         frame.f_trace_opcodes = True
@@ -567,7 +584,7 @@ class SweepResult:
     def summary(self) -> str:
         """One line of counts, then one line per (site, problems) group: count and first trial."""
         text = (
-            f"{self.name}: {self.opcodes} deconvlab opcodes, {self.trials} trials, "
+            f"{self.name}: {self.opcodes} opcodes, {self.trials} trials, "
             f"{self.interrupted} interrupted, {len(self.failures)} failed, {self.seconds:.1f} s"
         )
         if self.note:
@@ -590,6 +607,7 @@ def sweep(
     max_failures: int = 500,
     max_hangs: int = 1,
     strict_boundaries: bool = False,
+    user_code: frozenset = frozenset(),
 ) -> SweepResult:
     """Interrupt ``scenario`` at each opcode of deconvlab code it runs, one trial per opcode.
 
@@ -602,11 +620,12 @@ def sweep(
     Unless ``strict_boundaries``, a trial interrupted at one of the two instructions of a
     context manager that no Python code can protect (:func:`boundary`) must only surface as
     ``KeyboardInterrupt``; the state it leaves is cleaned up and the trial counted as excused.
+    ``user_code`` (see :func:`scenario_code`) is interrupted too, as deconvlab's own code is.
     """
     result = SweepResult(name)
     start = time.perf_counter()
     with Watchdog() as watchdog:
-        counter = OpcodeTracer()
+        counter = OpcodeTracer(user_code=user_code)
         with watchdog.guard():
             error = counter.run(scenario)
         problems = hang_problems(error) or checked(baseline, watchdog, error, interrupted=False)
@@ -617,7 +636,15 @@ def sweep(
             return result
         result.opcodes = counter.events
         _sweep(
-            result, scenario, baseline, watchdog, counter.events, max_failures, max_hangs, strict_boundaries
+            result,
+            scenario,
+            baseline,
+            watchdog,
+            counter.events,
+            max_failures,
+            max_hangs,
+            strict_boundaries,
+            user_code,
         )
     result.seconds = time.perf_counter() - start
     return result
@@ -643,10 +670,11 @@ def _sweep(
     max_failures: int,
     max_hangs: int,
     strict_boundaries: bool,
+    user_code: frozenset,
 ) -> None:
     hangs = 0
     for k in range(opcodes):
-        tracer = OpcodeTracer(k)
+        tracer = OpcodeTracer(k, user_code)
         with watchdog.guard():
             error = tracer.run(scenario)
         result.trials += 1
