@@ -2,9 +2,8 @@
 
 Build it with ``python -m sphinx -b html docs docs/_build/html`` (README). The notebooks are
 the instructor version (:mod:`deconvlab.course.build`), copied into ``_notebooks/`` at the start
-of each build and executed by myst-nb; MathJax 2 is copied from the ``jupyter-server-mathjax``
-package so that nothing is fetched from a CDN (it still leaves most formulas of the notebook pages
-as TeX: an open problem).
+of each build and executed by myst-nb. The maths is typeset by MathJax 3, which the
+``sphinx-mathjax-offline`` extension copies into the site: nothing is fetched from a CDN.
 """
 
 from __future__ import annotations
@@ -20,7 +19,13 @@ author = "deconvlab developers"
 copyright = "deconvlab developers, BSD-3-Clause"
 release = version = deconvlab.__version__
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 (CommonHTML output and its fonts) in _static/mathjax
+]
 exclude_patterns = ["_build", "_expected_answers.md", "**.ipynb_checkpoints"]
 html_theme = "furo"
 html_title = f"deconvlab {release}: the course"
@@ -36,8 +41,8 @@ nb_render_markdown_format = "myst"
 # An explorer's output holds its widget view and a PNG of its current state: a static page shows the
 # PNG (the widget view would need a live kernel, or widget scripts from a CDN).
 nb_mime_priority_overrides = [("html", "image/png", 5)]
-# ...so no widget scripts: myst-nb would load require.js and the widget manager from a CDN (offline they
-# fail, and require.js loaded before MathJax 2 stops it typesetting the page).
+# ...so no widget scripts: myst-nb would load require.js and the widget manager from a CDN, which
+# fail offline.
 nb_ipywidgets_js: dict = {}
 
 # API reference from the docstrings (NumPy style).
@@ -45,23 +50,6 @@ napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-
-# Offline maths: MathJax 2 from the jupyter-server-mathjax package, copied into _static/mathjax.
-mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
-# (myst-nb adds the tex2jax settings that tell MathJax which elements hold maths.)
-mathjax2_config = {
-    # jupyter-server-mathjax ships the STIX-Web fonts only (not the TeX ones): use them.
-    "HTML-CSS": {"availableFonts": ["STIX-Web"], "preferredFont": "STIX-Web", "webFont": "STIX-Web"},
-}
-
-
-def _copy_mathjax() -> None:
-    import jupyter_server_mathjax
-
-    source = Path(jupyter_server_mathjax.__file__).parent / "static"
-    target = HERE / "_static" / "mathjax"
-    if not (target / "MathJax.js").exists():
-        shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 def _instructor_notebooks() -> None:
@@ -78,5 +66,4 @@ def _instructor_notebooks() -> None:
 
 
 def setup(app) -> None:
-    _copy_mathjax()
     _instructor_notebooks()

@@ -41,6 +41,9 @@ def plain_machine(tmp_path, monkeypatch):
 @pytest.fixture
 def no_network(monkeypatch):
     """Fail the test if anything tries to reach the network."""
+    # torchvision binds torch.hub's functions by name when first imported: import it before they are
+    # replaced, or it keeps the stand-in for the rest of the session (and later tests fail in it).
+    import torchvision.models  # noqa: F401
 
     def refuse(*args, **kwargs):
         pytest.fail(f"the network was touched: {args[:2]}")

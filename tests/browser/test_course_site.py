@@ -1,10 +1,10 @@
 """The course site: Sphinx + myst-nb builds it from the executed notebooks; Chromium reads it.
 
 One build per session (the notebooks execute in it, a few minutes). Then every page is opened
-from disk (``file://``: no server) and checked: each notebook page shows its figures (every
-``<img>`` loaded, at least one per notebook) and every internal link points at a page and an anchor
-that exist. (Typeset maths is not checked yet: the bundled MathJax 2 typesets only part of the maths
-on the notebook pages, an open problem of issue 12.)
+from disk (``file://``: no server, and the browser blocks every other network request) and
+checked: each notebook page shows its figures (every ``<img>`` loaded, at least one per notebook),
+every formula is typeset by the site's own MathJax without a TeX error, and every internal link
+points at a page and an anchor that exist.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_the_site_has_every_notebook_the_instructor_guide_and_the_api(site):
         assert (site / "_notebooks" / f"{name}.html").exists(), name
     for page in ("index", "instructor_guide", "api"):
         assert (site / f"{page}.html").exists(), page
-    assert (site / "_static" / "mathjax" / "MathJax.js").exists()  # maths offline
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").exists()  # maths offline
 
 
 def _links(page) -> list[str]:
@@ -74,11 +74,36 @@ def _images(page) -> list[tuple[str, bool, int]]:
     )
 
 
-def test_every_page_shows_its_figures_and_has_no_broken_link(site, chromium):
+# Sphinx wraps each formula in span.math / div.math; MathJax 3 puts an mjx-container inside it once
+# typeset, and an mjx-merror for TeX it cannot read. Resolves after MathJax's first typeset pass.
+_MATHS = """async () => {
+    const all = [...document.querySelectorAll('span.math, div.math')];
+    if (!all.length) return [0, [], 0];  // Sphinx loads MathJax only on pages with maths
+    if (!window.MathJax || !MathJax.startup) return null;
+    await MathJax.startup.promise;
+    return [all.length,
+            all.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 60)),
+            document.querySelectorAll('mjx-merror').length];
+}"""
+
+
+def _maths(page, name: str) -> tuple[int, list[str]]:
+    """The page's formulas: how many, and what is wrong with them."""
+    found = page.evaluate(_MATHS)
+    if found is None:
+        return 0, [f"{name}: MathJax did not load"]
+    count, raw, errors = found
+    problems = [f"{name}: {len(raw)} of {count} formulas left as TeX, e.g. {raw[:3]}"] if raw else []
+    return count, problems + ([f"{name}: {errors} TeX error(s)"] if errors else [])
+
+
+def test_every_page_shows_its_figures_and_maths_and_has_no_broken_link(site, chromium):
 
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.route(lambda url: not url.startswith("file:"), lambda route: route.abort())  # offline
     page = context.new_page()
-    problems = []
+    problems: list[str] = []
+    formulas = 0
     try:
         pages = [site / "index.html", site / "instructor_guide.html", site / "api.html"]
         pages += [site / "_notebooks" / f"{name}.html" for name in NOTEBOOKS]
@@ -86,6 +111,9 @@ def test_every_page_shows_its_figures_and_has_no_broken_link(site, chromium):
             url = path.as_uri()
             page.goto(url, wait_until="load")
             images = _images(page)
+            count, maths_problems = _maths(page, path.name)
+            formulas += count
+            problems += maths_problems
             if "_notebooks" in path.parts:
                 if not images:
                     problems.append(f"{path.name}: no figure")
@@ -97,4 +125,6 @@ def test_every_page_shows_its_figures_and_has_no_broken_link(site, chromium):
             problems += [f"{path.name}: {link}" for link in _broken_links(site, page, url)]
     finally:
         context.close()
+    print(f"course site: {len(pages)} pages, {formulas} formulas")
+    assert formulas > 100, formulas  # the notebooks' maths is on the pages, not dropped
     assert not problems, "\n".join(problems)
