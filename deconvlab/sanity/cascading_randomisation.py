@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from ..metrics import abs_normalise, diverging_normalise, spearman, ssim
 from ..models import init_weights
 from ..rules import BUILTIN_NAMES
 from ._maps import MethodOptions, rule_maps
+from ._results import restrict_to_rules
 
 __all__ = ["CascadeResult", "cascading_randomisation", "randomisation_order", "reinitialise_"]
 
@@ -82,16 +83,7 @@ class CascadeResult:
 
     def select(self, rules: Sequence[str]) -> CascadeResult:
         """The same result restricted to ``rules`` (in that order), e.g. for an explorer."""
-        missing = [rule for rule in rules if rule not in self.maps]
-        if missing:
-            raise KeyError(f"no maps for {missing}; this result holds {list(self.maps)}")
-        return replace(
-            self,
-            maps={rule: self.maps[rule] for rule in rules},
-            spearman_abs={rule: self.spearman_abs[rule] for rule in rules},
-            spearman_signed={rule: self.spearman_signed[rule] for rule in rules},
-            ssim={rule: self.ssim[rule] for rule in rules},
-        )
+        return restrict_to_rules(self, rules, ("maps", "spearman_abs", "spearman_signed", "ssim"))
 
     def mean(self, metric: str = "spearman_abs") -> dict[str, np.ndarray]:
         """``rule -> (S,)`` the mean over images of ``metric`` at each stage (NaNs ignored)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..metrics import abs_normalise, diverging_normalise, mask_energy_fraction, spearman
 from ..rules import BUILTIN_NAMES
 from ._maps import MethodOptions, rule_maps
+from ._results import restrict_to_rules
 
 __all__ = ["ClassSensitivityResult", "class_sensitivity"]
 
@@ -55,16 +56,7 @@ class ClassSensitivityResult:
 
     def select(self, rules: Sequence[str]) -> ClassSensitivityResult:
         """The same result restricted to ``rules`` (in that order), e.g. for an explorer."""
-        missing = [rule for rule in rules if rule not in self.maps]
-        if missing:
-            raise KeyError(f"no maps for {missing}; this result holds {list(self.maps)}")
-        return replace(
-            self,
-            maps={rule: self.maps[rule] for rule in rules},
-            spearman={rule: self.spearman[rule] for rule in rules},
-            spearman_signed={rule: self.spearman_signed[rule] for rule in rules},
-            energy={rule: self.energy[rule] for rule in rules},
-        )
+        return restrict_to_rules(self, rules, ("maps", "spearman", "spearman_signed", "energy"))
 
     def selectivity(self, rule: str) -> np.ndarray:
         """``(N,)``: energy on the target's object over energy on both objects, mean of both targets.
