@@ -60,6 +60,8 @@ def _signed(signal) -> np.ndarray:
 def test_one_result_has_no_model_selector_and_bad_arguments_are_named(results):
     e = RecoveryExplorer(results["net A"])
     assert set(e.controls) == {"k", "image"} and e.model_name == "model"
+    named = RecoveryExplorer({"net A": results["net A"]})  # one named result: no selector, its name
+    assert set(named.controls) == {"k", "image"} and named.summary().startswith("net A,")
     with pytest.raises(TypeError, match=r"results\['model'\] must be a GuidedDepthResult"):
         RecoveryExplorer("maps")
     with pytest.raises(ValueError, match="empty"):

@@ -145,6 +145,9 @@ def test_input_explorer_maps_are_attribute_maps(images):
     assert "model" not in explorer.controls
     reference = dl.attribute(net, images[3:4], 1, rule="guided_backprop")
     torch.testing.assert_close(explorer.maps["model"]["guided_backprop"][3:4], reference)
+    named = InputExplorer({"no pool": net}, images, 1)  # one named model: no selector, its maps
+    assert "model" not in named.controls and named.summary().startswith("no pool,")
+    torch.testing.assert_close(named.maps["no pool"]["guided_backprop"][3:4], reference)
 
 
 # --------------------------------------------------------------------------- CustomRuleExplorer

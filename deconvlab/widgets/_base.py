@@ -138,6 +138,18 @@ class Explorer:
         """One line on the current state (the static figure's title)."""
         return ""
 
+    def _add_model_choice(self, controls: dict[str, widgets.Widget], names: Sequence[str]) -> None:
+        """Let ``controls`` choose among the models ``names``: a dropdown when there are several."""
+        self._model_names = list(names)
+        if len(self._model_names) > 1:
+            controls["model"] = widgets.Dropdown(options=self._model_names, description="model")
+
+    @property
+    def model_name(self) -> str:
+        """The chosen model's name (:meth:`_add_model_choice`; the only one when there is no dropdown)."""
+        control = self.controls.get("model")
+        return control.value if control is not None else self._model_names[0]
+
     def figure(self) -> Figure:
         """The current picture as a matplotlib ``Figure`` (:func:`deconvlab.viz.panel_figure`), titled by
         :meth:`summary`: what a page without a widget front end shows."""

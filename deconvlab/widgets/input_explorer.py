@@ -97,17 +97,10 @@ class InputExplorer(Explorer):
         controls: dict[str, widgets.Widget] = {
             "image": widgets.IntSlider(value=0, min=0, max=n - 1, description="input")
         }
-        if len(models) > 1:
-            controls["model"] = widgets.Dropdown(options=list(models), description="model")
+        self._add_model_choice(controls, list(models))
         view = widgets.Image(format="png")
         layout = widgets.VBox([widgets.HBox(list(controls.values())), view, self.readout])
         self._connect(controls, view, layout)
-
-    @property
-    def model_name(self) -> str:
-        """The selected model's name."""
-        control = self.controls.get("model")
-        return control.value if control is not None else "model"
 
     def difference_from_first(self) -> dict[str, float]:
         """``max |map(input i) − map(input 0)|`` per rule, for the selected model and input."""

@@ -88,17 +88,10 @@ class RecoveryExplorer(Explorer):
             "k": widgets.IntSlider(value=top, min=1, max=top, description="guided from"),
             "image": widgets.IntSlider(value=0, min=0, max=len(first.images) - 1, description="image"),
         }
-        if len(named) > 1:
-            controls["model"] = widgets.Dropdown(options=list(named), description="model")
+        self._add_model_choice(controls, list(named))
         view = widgets.Image(format="png")
         layout = widgets.VBox([widgets.HBox(list(controls.values())), view, self.readout])
         self._connect(controls, view, layout)
-
-    @property
-    def model_name(self) -> str:
-        """The selected result's name."""
-        control = self.controls.get("model")
-        return control.value if control is not None else "model"
 
     @property
     def result(self) -> GuidedDepthResult:
