@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +36,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rules import MIN_QUIET, build, clock, cpu_seconds, quiet_rounds, ratio
+from bench_rules import MIN_QUIET, build, quiet_rounds, ratio, time_table
 
 import deconvlab as dl
 
@@ -86,21 +84,7 @@ def methods(
 def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Seconds per round and method (rounds, clocks), interleaved; and the other processes' load."""
     model, x = build(name, batch)
-    table = methods(name, model, x)
-    for _ in range(args.warmup):
-        for run in table.values():
-            run(x)
-    order, shuffle = list(table), random.Random(0).shuffle
-    rows: dict[str, list[tuple[float, float]]] = {key: [] for key in table}
-    load = []
-    for _ in range(args.repeats):
-        shuffle(order)
-        (machine, own), start = cpu_seconds(), time.perf_counter()
-        for key in order:
-            rows[key].append(clock(table[key], x))
-        (machine_end, own_end), wall = cpu_seconds(), time.perf_counter() - start
-        load.append((machine_end - machine - (own_end - own)) / (os.cpu_count() * wall))
-    return {key: np.array(values) for key, values in rows.items()}, np.array(load)
+    return time_table(methods(name, model, x), x, args)
 
 
 def report(

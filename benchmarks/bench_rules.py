@@ -159,10 +159,19 @@ def widest(samples: dict[str, np.ndarray]) -> float:
 
 
 def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`time_table` of this script's methods on ``name`` with a batch of ``batch``."""
+    model, x = build(name, batch)
+    return time_table(methods(model), x, args)
+
+
+def time_table(
+    table: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, args: argparse.Namespace
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Seconds per round and method, interleaved in a random order each round.
 
-    Runs ``args.repeats`` rounds, then, with ``args.ci``, more (up to ``args.max_repeats``)
-    until every ``dl:*`` ratio's interval over the quiet rounds is within ±``args.ci``.
+    Runs ``args.warmup`` rounds untimed and ``args.repeats`` timed, then, with ``args.ci`` (if the
+    script has that option), more (up to ``args.max_repeats``) until every ``dl:*`` ratio's
+    interval over the quiet rounds is within ±``args.ci``.
 
     Returns
     -------
@@ -170,28 +179,27 @@ def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[
     load : ndarray, shape (rounds,)
         Share of the machine's CPUs that other processes used during each round.
     """
-    model, x = build(name, batch)
-    table = methods(model)
     for _ in range(args.warmup):
         for run in table.values():
             run(x)
     order, shuffle = list(table), random.Random(0).shuffle
     rows: dict[str, list[tuple[float, float]]] = {key: [] for key in table}
     load = []
+    ci = getattr(args, "ci", None)
     while True:
         shuffle(order)
         (machine, own), start = cpu_seconds(), time.perf_counter()
         for key in order:
             rows[key].append(clock(table[key], x))
         (machine_end, own_end), wall = cpu_seconds(), time.perf_counter() - start
-        load.append((machine_end - machine - (own_end - own)) / (os.cpu_count() * wall))
+        load.append((machine_end - machine - (own_end - own)) / ((os.cpu_count() or 1) * wall))
         if len(load) < args.repeats:
             continue
         samples = {key: np.array(values) for key, values in rows.items()}
-        if not args.ci or len(load) >= args.max_repeats:
+        if not ci or len(load) >= args.max_repeats:
             return samples, np.array(load)
         quiet = quiet_rounds(samples, np.array(load), args.quiet)
-        if quiet is not None and widest(quiet) <= args.ci:
+        if quiet is not None and widest(quiet) <= ci:
             return samples, np.array(load)
 
 
@@ -237,7 +245,7 @@ def peak_memory(name: str, batch: int, method: str) -> float:
     return json.loads(result.stdout.strip().splitlines()[-1])["mib"]
 
 
-def _interval(bounds: np.ndarray) -> str:
+def interval(bounds: np.ndarray) -> str:
     median, low, high = bounds
     return f"{median:.3f} [{low:.3f}, {high:.3f}]"
 
@@ -270,13 +278,13 @@ def report(
         mem = memory.get(key)
         mem_cols = f"{mem:.0f} | {mem / memory['plain']:.2f}" if mem is not None else "– | –"
         lines.append(
-            f"| {key} | {wall:.3f} | {_interval(wall_ratio)} | {cpu:.3f} | {_interval(cpu_ratio)} "
+            f"| {key} | {wall:.3f} | {interval(wall_ratio)} | {cpu:.3f} | {interval(cpu_ratio)} "
             f"| {mem_cols} |"
         )
     wall_ratio, cpu_ratio = ratio(used, "dl:3 rules", base="dl:3 calls")
     lines.append(
-        f"\nthree rules from one forward pass ÷ three separate calls: wall {_interval(wall_ratio)}, "
-        f"CPU {_interval(cpu_ratio)}"
+        f"\nthree rules from one forward pass ÷ three separate calls: wall {interval(wall_ratio)}, "
+        f"CPU {interval(cpu_ratio)}"
     )
     return lines
 

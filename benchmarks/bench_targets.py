@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +41,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rules import MIN_QUIET, build, clock, cpu_seconds, quiet_rounds, ratio
+from bench_rules import MIN_QUIET, build, interval, quiet_rounds, ratio, time_table
 
 import deconvlab as dl
 
@@ -99,29 +97,11 @@ def check_equal(table: dict[str, Callable[[torch.Tensor], object]], x: torch.Ten
 
 def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Seconds per round and method (rounds, clocks), interleaved in a random order each round,
-    and the share of the CPUs other processes used in each round."""
+    and the share of the CPUs other processes used in each round; the maps checked equal first."""
     model, x = build_model(name, batch)
     table = methods(model, args.targets, args.rule)
     check_equal(table, x)
-    for _ in range(args.warmup):
-        for run in table.values():
-            run(x)
-    order, shuffle = list(table), random.Random(0).shuffle
-    rows: dict[str, list[tuple[float, float]]] = {key: [] for key in table}
-    load = []
-    for _ in range(args.repeats):
-        shuffle(order)
-        (machine, own), start = cpu_seconds(), time.perf_counter()
-        for key in order:
-            rows[key].append(clock(table[key], x))
-        (machine_end, own_end), wall = cpu_seconds(), time.perf_counter() - start
-        load.append((machine_end - machine - (own_end - own)) / ((os.cpu_count() or 1) * wall))
-    return {key: np.array(values) for key, values in rows.items()}, np.array(load)
-
-
-def _interval(bounds: np.ndarray) -> str:
-    median, low, high = bounds
-    return f"{median:.3f} [{low:.3f}, {high:.3f}]"
+    return time_table(table, x, args)
 
 
 def report(
@@ -145,7 +125,7 @@ def report(
         wall_ratio, cpu_ratio = ratio(used, key, base=CALLS)
         plain_ratio = ratio(used, key)[0][0]
         lines.append(
-            f"| {key} | {np.median(values[:, 0]):.3f} | {_interval(wall_ratio)} | {_interval(cpu_ratio)} "
+            f"| {key} | {np.median(values[:, 0]):.3f} | {interval(wall_ratio)} | {interval(cpu_ratio)} "
             f"| {plain_ratio:.2f} |"
         )
     default, batched = (ratio(used, key, base=CALLS)[0][0] for key in ("dl:targets", "dl:targets batched"))
@@ -155,7 +135,7 @@ def report(
     lines += [
         f"\n{args.targets} targets from one forward pass ÷ {args.targets} separate calls (wall): "
         f"one backward per target {default:.3f}, batched backward {batched:.3f}",
-        f"batched ÷ one backward per target: wall {_interval(wall)}, CPU {_interval(cpu)}; faster: {verdict}",
+        f"batched ÷ one backward per target: wall {interval(wall)}, CPU {interval(cpu)}; faster: {verdict}",
     ]
     return lines
 
