@@ -4,7 +4,7 @@ For each model (random init, 224 px, CPU) this times, each against its own basel
 
 * ``rule map ÷ one rule``: ``attribute(rule=RuleMap(...))`` (guided backprop in the upper half
   of the network, the gradient below) against ``attribute(rule="guided_backprop")``; target ≤ 1.05;
-* ``SmoothGrad 16 ÷ 16 calls``: ``smooth_grad(samples=16)`` (noisy copies batched) against
+* ``SmoothGrad 16 ÷ 16 calls``: ``smoothgrad(samples=16)`` (noisy copies batched) against
   sixteen ``attribute`` calls on noisy copies; target ≤ 0.8;
 * ``Guided Grad-CAM ÷ guided backprop``: ``guided_grad_cam`` (one forward pass for both
   factors) against ``attribute(rule="guided_backprop")``; target ≤ 1.1.
@@ -45,7 +45,7 @@ SAMPLES = 16
 #: (timed method, its baseline, target ratio)
 COMPARISONS = [
     ("dl:rule map", "dl:guided_backprop", 1.05),
-    ("dl:smooth_grad 16", "dl:16 calls", 0.8),
+    ("dl:smoothgrad 16", "dl:16 calls", 0.8),
     ("dl:guided_grad_cam", "dl:guided_backprop", 1.1),
 ]
 #: Grad-CAM's layer (the last convolutional block) and the rule map's upper half, guided there.
@@ -71,7 +71,7 @@ def methods(
     return {
         "dl:guided_backprop": lambda x: dl.attribute(model, x, TARGET, rule="guided_backprop"),
         "dl:rule map": lambda x: dl.attribute(model, x, TARGET, rule=guided_above),
-        "dl:smooth_grad 16": lambda x: dl.smooth_grad(
+        "dl:smoothgrad 16": lambda x: dl.smoothgrad(
             model, x, TARGET, rule="guided_backprop", samples=SAMPLES
         ),
         "dl:16 calls": lambda x: [

@@ -19,7 +19,7 @@ The layout shows the architecture, each layer using only those before it:
   function), :mod:`~deconvlab.rule_maps` (a rule per layer), :mod:`~deconvlab.context`
   (the context manager), :mod:`~deconvlab.recording` (the one forward pipeline),
   :mod:`~deconvlab.attribution` (attribute, project), and its compositions
-  :mod:`~deconvlab.cam` (Grad-CAM, Guided Grad-CAM) and :mod:`~deconvlab.smoothgrad`;
+  :mod:`~deconvlab.cam` (Grad-CAM, Guided Grad-CAM) and :mod:`~deconvlab.smoothing`;
 * measurement: :mod:`~deconvlab.metrics` (pure functions on maps, masks and images);
 * experiments: :mod:`~deconvlab.sanity` (the published sanity checks),
   :mod:`~deconvlab.zeiler_fergus`, :mod:`~deconvlab.toynets`;
@@ -43,7 +43,7 @@ from .cam import grad_cam, guided_grad_cam
 from .context import NoReLUWarning, UnsupportedActivationWarning, active_rule, backward_rule
 from .rule_maps import RuleMap
 from .rules import BUILTIN_RULES, Rule, get_rule, register_rule, rule_names
-from .smoothgrad import smooth_grad
+from .smoothing import smoothgrad
 
 __version__ = "0.2.0"
 
@@ -65,7 +65,7 @@ __all__ = [
     "record",
     "register_rule",
     "rule_names",
-    "smooth_grad",
+    "smoothgrad",
 ]
 
 #: Submodules imported on first use, by layer.
@@ -83,7 +83,7 @@ SUBMODULES = (
     "runtime",
     "attribution",
     "cam",
-    "smoothgrad",
+    "smoothing",
     "metrics",
     "sanity",
     "zeiler_fergus",

@@ -26,7 +26,7 @@ def test_the_top_level_is_the_core():
             "record",
             "register_rule",
             "rule_names",
-            "smooth_grad",
+            "smoothgrad",
         ]
     )
     assert all(hasattr(dl, name) for name in dl.__all__)

@@ -299,7 +299,7 @@ def test_rule_maps_computes_the_compositions_with_the_library_functions():
     torch.testing.assert_close(maps["guided_grad_cam"], dl.guided_grad_cam(model, x, t, "3"))
     for start in (0, 2, 4):  # each chunk draws its noise from seed + its first image's index
         generator = torch.Generator().manual_seed(5 + start)
-        expected = dl.smooth_grad(
+        expected = dl.smoothgrad(
             model, x[start : start + 2], t[start : start + 2], samples=3, noise_level=0.2, generator=generator
         )
         torch.testing.assert_close(maps["smoothgrad"][start : start + 2], expected)
@@ -342,7 +342,7 @@ def test_cascading_randomisation_of_the_compositions_matches_manual_reinit():
     sanity.reinitialise_(manual.get_submodule("7"))  # stage 1: the logits
     for stage, net in ((0, model), (1, manual)):
         torch.testing.assert_close(result.maps["grad_cam"][stage], dl.grad_cam(net, x, t, "3"))
-        noisy = dl.smooth_grad(net, x, t, samples=2, generator=torch.Generator().manual_seed(9))
+        noisy = dl.smoothgrad(net, x, t, samples=2, generator=torch.Generator().manual_seed(9))
         torch.testing.assert_close(result.maps["smoothgrad"][stage], noisy)  # the same noise at every stage
     np.testing.assert_allclose(result.spearman_abs["smoothgrad"][0], 1.0)
     part = result.select(["smoothgrad"])

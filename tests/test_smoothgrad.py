@@ -8,7 +8,7 @@ from small_nets import small_cnn
 from torch import nn
 
 import deconvlab as dl
-from deconvlab.smoothgrad import noise_scale
+from deconvlab.smoothing import noise_scale
 
 RULES = ["gradient", "deconvnet", "guided_backprop"]
 
@@ -34,9 +34,9 @@ def reference_smooth_grad(model, x, target, rule, samples, noise_level, seed, sq
 @pytest.mark.parametrize("rule", RULES)
 def test_without_noise_one_sample_is_attribute_exactly(cnn, images, rule):
     expected = dl.attribute(cnn, images, [1, 3], rule=rule)
-    assert torch.equal(dl.smooth_grad(cnn, images, [1, 3], rule, samples=1, noise_level=0), expected)
+    assert torch.equal(dl.smoothgrad(cnn, images, [1, 3], rule, samples=1, noise_level=0), expected)
     at_layer = dl.attribute(cnn, images, 2, rule=rule, layer="3")
-    assert torch.equal(dl.smooth_grad(cnn, images, 2, rule, layer="3", samples=1, noise_level=0), at_layer)
+    assert torch.equal(dl.smoothgrad(cnn, images, 2, rule, layer="3", samples=1, noise_level=0), at_layer)
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -44,7 +44,7 @@ def test_without_noise_one_sample_is_attribute_exactly(cnn, images, rule):
 @pytest.mark.parametrize("target", [2, [1, 3], torch.tensor([4, 0])])
 def test_equals_an_unbatched_loop_with_the_same_noise(cnn, images, rule, squared, target):
     expected = reference_smooth_grad(cnn, images, target, rule, 5, 0.2, seed=7, squared=squared)
-    ours = dl.smooth_grad(
+    ours = dl.smoothgrad(
         cnn, images, target, rule, samples=5, noise_level=0.2, squared=squared, generator=generator(7)
     )
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
@@ -54,7 +54,7 @@ def test_equals_an_unbatched_loop_with_the_same_noise(cnn, images, rule, squared
 def test_a_rule_object_and_a_registered_rule_pass_through(cnn, images):
     rule = dl.register_rule("absolute", lambda x, p: p.abs() * (x > 0))
     expected = reference_smooth_grad(cnn, images, 1, "absolute", 3, 0.1, seed=1)
-    ours = dl.smooth_grad(cnn, images, 1, rule, samples=3, noise_level=0.1, generator=generator(1))
+    ours = dl.smoothgrad(cnn, images, 1, rule, samples=3, noise_level=0.1, generator=generator(1))
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -70,8 +70,8 @@ def test_the_noise_is_a_fraction_of_each_examples_range():
     moment: their difference is the noise's variance, sigma^2 = (noise_level * range)^2 per example."""
     x = torch.stack([torch.linspace(0, 1, 64), torch.linspace(-5, 15, 64)]).view(2, 1, 8, 8).double()
     kwargs = {"samples": 1000, "noise_level": 0.1, "batch_size": 500}
-    mean = dl.smooth_grad(HalfSquare(), x, 0, **kwargs, generator=generator(3))
-    second = dl.smooth_grad(HalfSquare(), x, 0, **kwargs, squared=True, generator=generator(3))
+    mean = dl.smoothgrad(HalfSquare(), x, 0, **kwargs, generator=generator(3))
+    second = dl.smoothgrad(HalfSquare(), x, 0, **kwargs, squared=True, generator=generator(3))
     sigma = (second - mean**2).mean(dim=(1, 2, 3)).sqrt()
     torch.testing.assert_close(sigma, torch.tensor([0.1 * 1, 0.1 * 20], dtype=x.dtype), rtol=0.02, atol=0)
     torch.testing.assert_close(mean, x, rtol=0, atol=0.01 * 20)  # the noise has mean zero
@@ -80,25 +80,25 @@ def test_the_noise_is_a_fraction_of_each_examples_range():
 
 def test_a_generator_makes_it_reproducible_and_leaves_the_global_one_alone(cnn, images):
     torch.manual_seed(0)
-    first = dl.smooth_grad(cnn, images, 1, samples=4, generator=generator(5))
+    first = dl.smoothgrad(cnn, images, 1, samples=4, generator=generator(5))
     after = torch.rand(3)
     torch.manual_seed(0)
-    again = dl.smooth_grad(cnn, images, 1, samples=4, generator=generator(5))
+    again = dl.smoothgrad(cnn, images, 1, samples=4, generator=generator(5))
     assert torch.equal(first, again)
     assert torch.equal(torch.rand(3), after)  # the global generator was not drawn from
-    assert not torch.equal(first, dl.smooth_grad(cnn, images, 1, samples=4, generator=generator(6)))
+    assert not torch.equal(first, dl.smoothgrad(cnn, images, 1, samples=4, generator=generator(6)))
     torch.manual_seed(11)
-    global_one = dl.smooth_grad(cnn, images, 1, samples=4)
+    global_one = dl.smoothgrad(cnn, images, 1, samples=4)
     torch.manual_seed(11)
-    assert torch.equal(global_one, dl.smooth_grad(cnn, images, 1, samples=4))
+    assert torch.equal(global_one, dl.smoothgrad(cnn, images, 1, samples=4))
 
 
 def forward_batches(model, *args, **kwargs):
-    """``dl.smooth_grad(model, *args, **kwargs)`` and the batch size of each forward pass of ``model``."""
+    """``dl.smoothgrad(model, *args, **kwargs)`` and the batch size of each forward pass of ``model``."""
     sizes = []
     handle = model.register_forward_hook(lambda module, inputs, output: sizes.append(len(inputs[0])))
     try:
-        result = dl.smooth_grad(model, *args, **kwargs)
+        result = dl.smoothgrad(model, *args, **kwargs)
     finally:
         handle.remove()
     return result, sizes
@@ -161,27 +161,27 @@ def test_per_example_targets_follow_their_examples(cnn, images):
     seed[0, 4] = seed[1, 1] = 1
     for target in ([4, 1], torch.tensor([4, 1]), np.array([4, 1]), seed, [(4,), (1,)]):
         for batch_size in (3, None):
-            smooth = dl.smooth_grad(
+            smooth = dl.smoothgrad(
                 cnn, images, target, "guided", samples=3, noise_level=0, batch_size=batch_size
             )
             torch.testing.assert_close(smooth, expected, rtol=1e-12, atol=1e-15)
     whole_batch = dl.attribute(cnn, images, 2, rule="guided")
     for target in (2, torch.tensor(2), (2,)):
-        smooth = dl.smooth_grad(cnn, images, target, "guided", samples=3, noise_level=0, batch_size=4)
+        smooth = dl.smoothgrad(cnn, images, target, "guided", samples=3, noise_level=0, batch_size=4)
         torch.testing.assert_close(smooth, whole_batch, rtol=1e-12, atol=1e-15)
 
 
 def test_an_empty_batch_gives_attributes_empty_map(cnn, images):
     empty = images[:0]
-    assert dl.smooth_grad(cnn, empty, 1).shape == dl.attribute(cnn, empty, 1).shape == empty.shape
+    assert dl.smoothgrad(cnn, empty, 1).shape == dl.attribute(cnn, empty, 1).shape == empty.shape
 
 
 def test_the_model_and_the_input_are_left_as_found(images):
     model = small_cnn().train()
     x = images.clone()
-    dl.smooth_grad(model, x, 1, samples=3)
+    dl.smoothgrad(model, x, 1, samples=3)
     with pytest.raises(ValueError, match="unknown rule"):
-        dl.smooth_grad(model, x, 1, "nonsense", samples=3)  # fails inside the measured first call
+        dl.smoothgrad(model, x, 1, "nonsense", samples=3)  # fails inside the measured first call
     assert torch.equal(x, images)
     assert all(module.training for module in model.modules())
     for module in model.modules():
@@ -213,25 +213,25 @@ def test_the_model_and_the_input_are_left_as_found(images):
 )
 def test_bad_arguments_are_named(cnn, images, kwargs, error, message):
     with pytest.raises(error, match=message):
-        dl.smooth_grad(cnn, images, 1, **kwargs)
+        dl.smoothgrad(cnn, images, 1, **kwargs)
 
 
 def test_bad_models_inputs_targets_and_rules_are_named(cnn, images):
     with pytest.raises(TypeError, match=r"model must be a torch.nn.Module"):
-        dl.smooth_grad(lambda x: x, images, 1)
+        dl.smoothgrad(lambda x: x, images, 1)
     with pytest.raises(TypeError, match=r"x has dtype torch.int64"):
-        dl.smooth_grad(cnn, images.long(), 1)
+        dl.smoothgrad(cnn, images.long(), 1)
     bad = images.clone()
     bad[1, 0, 2, 2] = float("nan")
     with pytest.raises(ValueError, match=r"x .*NaN"):
-        dl.smooth_grad(cnn, bad, 1)
+        dl.smoothgrad(cnn, bad, 1)
     with pytest.raises(TypeError, match="target is None"):
-        dl.smooth_grad(cnn, images, None)
+        dl.smoothgrad(cnn, images, None)
     with pytest.raises(ValueError, match=r"target has 3 entries .* x has 2 examples"):
-        dl.smooth_grad(cnn, images, [1, 2, 3])
+        dl.smoothgrad(cnn, images, [1, 2, 3])
     with pytest.raises(ValueError, match=r"target has 1 entries .* x has 2 examples"):
-        dl.smooth_grad(cnn, images, torch.zeros(1, 5, dtype=images.dtype))
+        dl.smoothgrad(cnn, images, torch.zeros(1, 5, dtype=images.dtype))
     with pytest.raises(IndexError, match="target 9 is out of range"):
-        dl.smooth_grad(cnn, images, 9)
+        dl.smoothgrad(cnn, images, 9)
     with pytest.raises(ValueError, match="unknown rule"):
-        dl.smooth_grad(cnn, images, 1, "guidedd")
+        dl.smoothgrad(cnn, images, 1, "guidedd")

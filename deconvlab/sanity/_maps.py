@@ -6,7 +6,7 @@ their table (``deconvlab/reference/sanity_checks_adebayo2018_mnist_cnn.csv``):
 
 * ``"grad_cam"``: :func:`deconvlab.grad_cam` at the model's last convolution;
 * ``"guided_grad_cam"``: :func:`deconvlab.guided_grad_cam`, guided backprop times Grad-CAM;
-* ``"smoothgrad"``: :func:`deconvlab.smooth_grad` of the gradient, with seeded noise.
+* ``"smoothgrad"``: :func:`deconvlab.smoothgrad` of the gradient, with seeded noise.
 
 How they are computed is a :class:`MethodOptions`.
 """
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..attribution import attribute
 from ..cam import grad_cam, guided_grad_cam
-from ..smoothgrad import smooth_grad
+from ..smoothing import smoothgrad
 
 __all__ = ["COMPOSITIONS", "COMPOSITION_LABELS", "MethodOptions", "last_convolution", "rule_maps"]
 
@@ -80,7 +80,7 @@ def _composition(
 ) -> Tensor:
     if method == "smoothgrad":
         generator = torch.Generator(device=images.device).manual_seed(options.seed + start)
-        return smooth_grad(
+        return smoothgrad(
             model,
             images,
             targets,

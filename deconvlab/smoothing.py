@@ -15,7 +15,7 @@ signal of any rule (:func:`deconvlab.attribute`): the gradient as in the paper, 
 guided backpropagation or a registered rule.
 
 The noisy copies are batched: ``samples × N`` examples go through :func:`deconvlab.attribute`
-in as few calls as a memory budget allows (see :func:`smooth_grad`), not one call per sample.
+in as few calls as a memory budget allows (see :func:`smoothgrad`), not one call per sample.
 
 References
 ----------
@@ -41,7 +41,7 @@ from .escapes import check_finite_input, eager_module
 from .model_state import removing
 from .rules import RuleLike
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "smooth_grad"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "smoothgrad"]
 
 #: Bytes that one batch of noisy copies may take by default (about a quarter of a Binder kernel).
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -174,7 +174,7 @@ def _check_generator(generator: object, x: Tensor) -> torch.Generator | None:
     return generator
 
 
-def smooth_grad(
+def smoothgrad(
     model: nn.Module,
     x: Tensor,
     target: Target,
@@ -247,7 +247,7 @@ def smooth_grad(
 
     Examples
     --------
-    >>> smooth = dl.smooth_grad(model, x, 3, "guided_backprop", samples=32,
+    >>> smooth = dl.smoothgrad(model, x, 3, "guided_backprop", samples=32,
     ...                         generator=torch.Generator().manual_seed(0))   # doctest: +SKIP
     """
     check_model(model)
