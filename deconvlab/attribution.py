@@ -4,7 +4,11 @@ r"""Attribution: a model, an input and a target in, a signal out.
 returns the signal that reaches the input (or a chosen layer) under a backward
 rule (:mod:`deconvlab.rules`). ``rule=`` gives one Tensor; ``rules=[...]`` gives a
 dict keyed by the rules' canonical names, from ONE forward pass: only the backward
-pass is repeated, switching the rule in between.
+pass is repeated, switching the rule in between. ``rule`` may also be a rule map (a
+rule per layer, :mod:`deconvlab.rule_maps`). As in Captum, ``x`` may be a tuple of
+tensors (one signal per input) with ``additional_forward_args``, and ``target`` follows
+Captum's conventions; ``targets=[...]`` or ``"top5"`` gives a map per target from one
+forward pass, stacked in front, ``(T, N, ...)``.
 
 :func:`project` is Zeiler and Fergus' view [DECONV]: it seeds the backward pass
 at one unit, at the strongest unit of a channel, or at a whole channel of an
