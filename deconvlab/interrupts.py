@@ -12,11 +12,12 @@ a forward pass being recorded, a model in eval mode for a moment), deconvlab ins
 SIGINT handler of its own, and restores the previous one when the last section closes. A
 SIGINT that lands in a **critical** function (marked :func:`critical`, or any code it calls,
 up to a function marked :func:`interruptible` that runs the user's model or rule) is held;
-anywhere else it goes to the previous handler at once (Python's raises ``KeyboardInterrupt``).
-A held interrupt is raised at the next safe point: when a section closes, when user code is
-about to run (a forward or backward pass, the next torch call in a ``backward_rule`` block),
-or at once on the next Ctrl-C. Only the main thread receives signals; sections opened in
-other threads hold nothing.
+anywhere else it goes to the previous handler at once (Python's raises ``KeyboardInterrupt``),
+unless raising it there would lose it (in a garbage-collector callback or a ``__del__``, whose
+exceptions Python drops): then it is held too. A held interrupt is raised at the next safe
+point: when a section closes, when user code is about to run (a forward or backward pass, the
+next torch call in a ``backward_rule`` block), or at once on the next Ctrl-C. Only the main
+thread receives signals; sections opened in other threads hold nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dis
 import functools
+import gc
 import signal
 import sys
 import threading
@@ -139,6 +141,17 @@ def _in_critical_code(frame: FrameType | None) -> bool:
     return False
 
 
+def _swallowed_at(frame: FrameType | None) -> bool:
+    """Whether an exception raised at ``frame`` would be dropped: it runs in a garbage-collector
+    callback or a finalizer (``__del__``), whose exceptions Python only reports as unraisable."""
+    callbacks = {getattr(getattr(c, "__func__", c), "__code__", None) for c in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _pass_on(signum: int, frame: FrameType | None) -> None:
     previous = held.previous
     if callable(previous):
@@ -152,7 +165,8 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGINT while a section is open: hold it in critical code, pass it on elsewhere."""
     # Also with no section listed: one is being opened (the handler is in, not yet the section)
     # or closed (the section is out, the handler about to go), and both must complete.
-    if _in_critical_code(frame):
+    # Held too where raising would lose it: a gc callback (e.g. Hypothesis' timer) or a __del__.
+    if _in_critical_code(frame) or _swallowed_at(frame):
         held.pending = True
         return
     held.pending = False  # this interrupt stands for a held one too

@@ -16,6 +16,7 @@ otherwise hang the suite).
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 import signal
 import sys
@@ -373,6 +374,48 @@ def test_a_sigint_in_the_users_block_is_raised_at_once(python_sigint):
             steps.append("not reached")
     assert steps == [] and dl.active_rule() is None
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class _InterruptedWhileCollected:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+
+@pytest.fixture
+def interrupting_gc_callback():
+    """A garbage-collector callback hit by a SIGINT (as Hypothesis' timing callback was, in CI)."""
+
+    def callback(phase, info):
+        if phase == "start":
+            signal.raise_signal(signal.SIGINT)
+
+    gc.callbacks.append(callback)
+    yield
+    gc.callbacks.remove(callback)
+
+
+def test_a_sigint_where_python_would_drop_it_is_held_until_the_block_ends(
+    python_sigint, interrupting_gc_callback
+):
+    """Raised in a gc callback, the KeyboardInterrupt would only be reported as unraisable."""
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with dl.backward_rule("deconvnet"):
+            gc.collect()
+            steps.append("the block goes on to its end")
+    assert steps == ["the block goes on to its end"] and dl.active_rule() is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and not held.pending
+
+
+def test_a_sigint_in_a_finalizer_is_held_until_the_next_torch_call(python_sigint):
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with dl.backward_rule("deconvnet"):
+            _InterruptedWhileCollected()  # finalised at once: its __del__ receives the SIGINT
+            steps.append("held")
+            torch.ones(1) + 1  # a safe point: raised here
+            steps.append("not reached")
+    assert steps == ["held"] and dl.active_rule() is None and not held.pending
 
 
 def test_the_callers_own_sigint_handler_gets_the_interrupt_and_comes_back():
