@@ -1,6 +1,7 @@
 """Cost of the research features against the calls they replace (issue 11's targets).
 
-For each model (random init, 224 px, CPU) this times, each against its own baseline:
+For each model (the course's trained teaching CNN on 64 px inputs, or a random-init torchvision
+model on 224 px; CPU) this times, each against its own baseline:
 
 * ``rule map ÷ one rule``: ``attribute(rule=RuleMap(...))`` (guided backprop in the upper half
   of the network, the gradient below) against ``attribute(rule="guided_backprop")``; target ≤ 1.05;
@@ -18,7 +19,7 @@ rounds (other processes below ``--quiet`` of the CPUs) when there are at least 5
 
 Usage::
 
-    python benchmarks/bench_methods.py                 # resnet18:1 vgg16:1, 15 rounds, 2 threads
+    python benchmarks/bench_methods.py                 # teaching:1 resnet18:1 vgg16:1, 15 rounds, 2 threads
     python benchmarks/bench_methods.py --quick         # CI-sized: resnet18:1, 5 rounds
 """
 
@@ -50,9 +51,18 @@ COMPARISONS = [
 ]
 #: Grad-CAM's layer (the last convolutional block) and the rule map's upper half, guided there.
 LAYERS = {
+    "teaching": ("features.11", ["features.[7-9]", "features.1[0-3]"]),
     "resnet18": ("layer4", ["layer3*", "layer4*"]),
     "vgg16": ("features.28", ["features.1[6-9]", "features.2?"]),
 }
+
+
+def build_model(name: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """``"teaching"``: the course's network and a random 64 px batch; else :func:`bench_rules.build`."""
+    if name != "teaching":
+        return build(name, batch)
+    torch.manual_seed(0)
+    return dl.models.teaching_model(), torch.rand(batch, 3, 64, 64)
 
 
 def noisy_copies(x: torch.Tensor) -> list[torch.Tensor]:
@@ -83,7 +93,7 @@ def methods(
 
 def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Seconds per round and method (rounds, clocks), interleaved; and the other processes' load."""
-    model, x = build(name, batch)
+    model, x = build_model(name, batch)
     return time_table(methods(name, model, x), x, args)
 
 
@@ -96,7 +106,8 @@ def report(
     else:
         basis = f"{len(next(iter(used.values())))} quiet rounds of {len(load)}"
     lines = [
-        f"\n### {name}, batch {batch}, 224 px, {torch.get_num_threads()} threads; {basis} "
+        f"\n### {name}, batch {batch}, {64 if name == 'teaching' else 224} px, "
+        f"{torch.get_num_threads()} threads; {basis} "
         f"(other processes used a median {np.median(load):.0%} of the CPUs)",
         "",
         "| comparison | median wall s | ratio, wall [95 % CI] | ratio, CPU [95 % CI] | target |",
@@ -117,14 +128,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="*", help="name:batch pairs, default: resnet18:1 vgg16:1")
+    parser.add_argument(
+        "--models", nargs="*", help="name:batch pairs, default: teaching:1 resnet18:1 vgg16:1"
+    )
     parser.add_argument("--repeats", type=int, help="rounds of interleaved samples (default 15)")
     parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2)")
     parser.add_argument("--quiet", type=float, default=0.05, help="quiet round: others below this CPU share")
     parser.add_argument("--quick", action="store_true", help="CI-sized run: resnet18:1, 5 rounds, 1 warm-up")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    args.models = args.models or (["resnet18:1"] if args.quick else ["resnet18:1", "vgg16:1"])
+    args.models = args.models or (["resnet18:1"] if args.quick else ["teaching:1", "resnet18:1", "vgg16:1"])
     args.repeats = args.repeats or (5 if args.quick else 15)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     torch.set_num_threads(args.threads)
