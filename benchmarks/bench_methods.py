@@ -37,7 +37,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rules import MIN_QUIET, build, quiet_rounds, ratio, time_table
+from bench_rules import MIN_QUIET, build, clock, quiet_rounds, ratio, time_table
 
 import deconvlab as dl
 
@@ -97,6 +97,22 @@ def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[
     return time_table(methods(name, model, x), x, args)
 
 
+def per_example_seconds(name: str, sizes: tuple[int, ...] = (1, 4, 16), rounds: int = 3) -> str:
+    """What batching alone saves: ``attribute``'s seconds per example at each batch size (best of
+    ``rounds``), the floor of SmoothGrad's batched noisy copies."""
+    model, x = build_model(name, 1)
+    times = []
+    for size in sizes:
+        batch = x.expand(size, *x.shape[1:]).contiguous()
+        dl.attribute(model, batch, TARGET, rule="guided_backprop")  # warm-up
+        best = min(
+            clock(lambda b: dl.attribute(model, b, TARGET, rule="guided_backprop"), batch)[0]
+            for _ in range(rounds)
+        )
+        times.append(f"{best / size * 1000:.1f} ms at batch {size}")
+    return f"guided backprop per example, batched: {', '.join(times)}"
+
+
 def report(
     name: str, batch: int, samples: dict[str, np.ndarray], load: np.ndarray, quiet: float
 ) -> list[str]:
@@ -149,6 +165,7 @@ def main() -> None:
         name, batch = spec.split(":")
         samples, load = time_methods(name, int(batch), args)
         print("\n".join(report(name, int(batch), samples, load, args.quiet)), flush=True)
+        print("\n" + per_example_seconds(name), flush=True)
 
 
 if __name__ == "__main__":
