@@ -106,6 +106,16 @@ class _ThreadState(threading.local):
 _state = _ThreadState()
 
 
+# PyTorch calls a mode's __torch_function__ inside its generator context manager
+# torch.overrides._pop_mode_temporarily, which pops the mode and pushes it back in a `finally`. An
+# interrupt raised after its pop and before its `try` (or in contextlib's __enter__ just after it)
+# leaves the generator suspended with our mode popped, and the garbage collector closes it later,
+# pushing the mode back long after the block has ended. Its code counts as critical, so such an
+# interrupt is held. Private API with no public equivalent; tests/test_pytorch_private_api.py fails
+# loudly if it changes.
+critical(torch.overrides._pop_mode_temporarily.__wrapped__)  # type: ignore[attr-defined]
+
+
 class _ReLUInterceptor(TorchFunctionMode):
     """Routes ReLU calls to :class:`RuleReLU` with the innermost open rule of this thread."""
 

@@ -418,6 +418,56 @@ def test_a_sigint_in_a_finalizer_is_held_until_the_next_torch_call(python_sigint
     assert steps == ["held"] and dl.active_rule() is None and not held.pending
 
 
+def _pop_mode_entry_opcodes(k: int | None):
+    """A tracer for contextlib's __enter__ of PyTorch's _pop_mode_temporarily: counts its opcodes and
+    sends a real SIGINT at opcode ``k`` (None: only count)."""
+    generator_code = torch.overrides._pop_mode_temporarily.__wrapped__.__code__
+    enter_code = contextlib._GeneratorContextManager.__enter__.__code__
+    seen = [0]
+
+    def local(frame, event, arg):
+        if event == "opcode":
+            if seen[0] == k:
+                signal.raise_signal(signal.SIGINT)
+            seen[0] += 1
+        return local
+
+    def tracer(frame, event, arg):
+        if frame.f_code is enter_code and getattr(frame.f_locals.get("self"), "gen", None) is not None:
+            if frame.f_locals["self"].gen.gi_code is generator_code:
+                frame.f_trace_opcodes = True
+                return local
+        return None
+
+    return tracer, seen
+
+
+def test_a_sigint_as_pytorch_pops_our_mode_leaves_no_mode_behind(python_sigint):
+    """PyTorch runs our mode inside its own generator, which pops the mode and pushes it back: an
+    interrupt in contextlib's __enter__ of that generator must not leave it suspended (the garbage
+    collector would push the mode back after the block has ended)."""
+    x = torch.ones(3, requires_grad=True)
+    tracer, seen = _pop_mode_entry_opcodes(None)
+    sys.settrace(tracer)
+    with dl.backward_rule("deconvnet"):
+        torch.nn.functional.relu(x * 1)
+    sys.settrace(None)
+    assert seen[0] > 3
+    for k in range(seen[0]):
+        tracer, _ = _pop_mode_entry_opcodes(k)
+        with pytest.raises(KeyboardInterrupt):
+            sys.settrace(tracer)
+            try:
+                with dl.backward_rule("deconvnet"):
+                    torch.nn.functional.relu(x * 1)
+                    torch.ones(1) + 1  # a safe point, should the interrupt have been held
+            finally:
+                sys.settrace(None)
+        gc.collect()  # closes any generator left suspended
+        assert torch.overrides._get_current_function_mode_stack() == [], k
+        assert dl.active_rule() is None and not held.pending, k
+
+
 def test_the_callers_own_sigint_handler_gets_the_interrupt_and_comes_back():
     class Stop(Exception):
         pass

@@ -30,6 +30,30 @@ def test_a_mode_can_be_popped_and_pushed_back():
     assert torch._C._len_torch_function_stack() == depth
 
 
+def test_a_mode_runs_inside_the_generator_deconvlab_marks_critical():
+    # deconvlab.context marks torch.overrides._pop_mode_temporarily's generator critical: PyTorch must
+    # still call a mode's __torch_function__ (for a Python-level function such as F.relu) inside it.
+    import inspect
+
+    generator = torch.overrides._pop_mode_temporarily.__wrapped__
+    assert inspect.isgeneratorfunction(generator)
+    codes = []
+
+    class Spy(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            frame = inspect.currentframe()
+            while frame is not None:
+                codes.append(frame.f_code)
+                frame = frame.f_back
+            return func(*args, **(kwargs or {}))
+
+    with Spy():
+        F.relu(torch.ones(2))
+    assert generator.__code__ not in codes  # its frame is suspended at its yield, not on the stack ...
+    assert torch.overrides.handle_torch_function.__code__ in codes  # ... of the function that entered it
+    assert "_pop_mode_temporarily" in inspect.getsource(torch.overrides.handle_torch_function)
+
+
 def test_functional_activations_live_in_torch_c_nn():
     assert F.gelu is torch._C._nn.gelu
     for name in ("gelu", "silu", "hardswish", "leaky_relu", "elu", "hardtanh", "softplus"):
