@@ -26,18 +26,26 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rules import MIN_QUIET, build, clock, quiet_rounds, ratio, time_table
+from bench_rules import (
+    MIN_QUIET,
+    add_round_options,
+    build,
+    clock,
+    pixels,
+    quiet_rounds,
+    ratio,
+    start_rounds,
+    time_table,
+)
 
 import deconvlab as dl
 
@@ -55,14 +63,6 @@ LAYERS = {
     "resnet18": ("layer4", ["layer3*", "layer4*"]),
     "vgg16": ("features.28", ["features.1[6-9]", "features.2?"]),
 }
-
-
-def build_model(name: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
-    """``"teaching"``: the course's network and a random 64 px batch; else :func:`bench_rules.build`."""
-    if name != "teaching":
-        return build(name, batch)
-    torch.manual_seed(0)
-    return dl.models.teaching_model(), torch.rand(batch, 3, 64, 64)
 
 
 def noisy_copies(x: torch.Tensor) -> list[torch.Tensor]:
@@ -93,14 +93,14 @@ def methods(
 
 def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Seconds per round and method (rounds, clocks), interleaved; and the other processes' load."""
-    model, x = build_model(name, batch)
+    model, x = build(name, batch)
     return time_table(methods(name, model, x), x, args)
 
 
 def per_example_seconds(name: str, sizes: tuple[int, ...] = (1, 4, 16), rounds: int = 3) -> str:
     """What batching alone saves: ``attribute``'s seconds per example at each batch size (best of
     ``rounds``), the floor of SmoothGrad's batched noisy copies."""
-    model, x = build_model(name, 1)
+    model, x = build(name, 1)
     times = []
     for size in sizes:
         batch = x.expand(size, *x.shape[1:]).contiguous()
@@ -122,7 +122,7 @@ def report(
     else:
         basis = f"{len(next(iter(used.values())))} quiet rounds of {len(load)}"
     lines = [
-        f"\n### {name}, batch {batch}, {64 if name == 'teaching' else 224} px, "
+        f"\n### {name}, batch {batch}, {pixels(name)} px, "
         f"{torch.get_num_threads()} threads; {basis} "
         f"(other processes used a median {np.median(load):.0%} of the CPUs)",
         "",
@@ -147,20 +147,9 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="*", help="name:batch pairs, default: teaching:1 resnet18:1 vgg16:1"
     )
-    parser.add_argument("--repeats", type=int, help="rounds of interleaved samples (default 15)")
-    parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2)")
-    parser.add_argument("--quiet", type=float, default=0.05, help="quiet round: others below this CPU share")
-    parser.add_argument("--quick", action="store_true", help="CI-sized run: resnet18:1, 5 rounds, 1 warm-up")
-    parser.add_argument("--threads", type=int, default=2)
+    add_round_options(parser, "resnet18:1, 5 rounds, 1 warm-up")
     args = parser.parse_args()
-    args.models = args.models or (["resnet18:1"] if args.quick else ["teaching:1", "resnet18:1", "vgg16:1"])
-    args.repeats = args.repeats or (5 if args.quick else 15)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}, deconvlab {dl.__version__}; "
-        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
-    )
+    start_rounds(args, ["teaching:1", "resnet18:1", "vgg16:1"], ["resnet18:1"])
     for spec in args.models:
         name, batch = spec.split(":")
         samples, load = time_methods(name, int(batch), args)

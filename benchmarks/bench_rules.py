@@ -63,10 +63,44 @@ MIN_QUIET = 5  # quiet rounds needed to leave the loaded ones out
 
 
 def build(name: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
-    """Random-init torchvision model in eval mode and a random 224 px batch."""
+    """Random-init torchvision model in eval mode and a random 224 px batch, or ``teaching``: the
+    shipped teaching model (6 classes) on a batch of the 64 px shapes data."""
+    if name == "teaching":
+        return dl.models.teaching_model(), dl.data.shapes(batch, seed=0).images
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None).eval()
     return model, torch.randn(batch, 3, 224, 224)
+
+
+def pixels(name: str) -> int:
+    """The side of the inputs :func:`build` gives ``name``."""
+    return 64 if name == "teaching" else 224
+
+
+def add_round_options(parser: argparse.ArgumentParser, quick: str) -> None:
+    """The options every benchmark's interleaved rounds take (``quick``: what ``--quick`` runs)."""
+    parser.add_argument("--repeats", type=int, help="rounds of interleaved samples (default 15)")
+    parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2)")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.05,
+        help="a round is quiet if other processes used less than this share of the CPUs",
+    )
+    parser.add_argument("--quick", action="store_true", help=f"CI-sized run: {quick}")
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def start_rounds(args: argparse.Namespace, models: list[str], quick_models: list[str]) -> None:
+    """Fill in the round defaults (``--quick`` or not), set the threads, print the versions and load."""
+    args.models = args.models or (quick_models if args.quick else models)
+    args.repeats = args.repeats or (5 if args.quick else 15)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, deconvlab {dl.__version__}; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
 
 
 def plain_autograd(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -265,7 +299,7 @@ def report(
     else:
         basis = f"{len(used['plain'])} quiet rounds of {len(load)}"
     lines = [
-        f"\n### {name}, batch {batch}, 224 px, {torch.get_num_threads()} threads; {basis} "
+        f"\n### {name}, batch {batch}, {pixels(name)} px, {torch.get_num_threads()} threads; {basis} "
         f"(other processes used a median {np.median(load):.0%} of the CPUs; quiet: < {quiet:.0%})",
         "",
         "| method | median wall s | × plain, wall [95 % CI] | median CPU s | × plain, CPU [95 % CI] "
@@ -298,8 +332,7 @@ def main() -> None:
         nargs="*",
         help="name:batch pairs (torchvision names), default: vgg16:2 resnet18:4 alexnet:8",
     )
-    parser.add_argument("--repeats", type=int, help="rounds of interleaved samples (default 15)")
-    parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2)")
+    add_round_options(parser, "resnet18:4, 5 rounds, 1 warm-up")
     parser.add_argument(
         "--ci",
         type=float,
@@ -307,14 +340,6 @@ def main() -> None:
         help="add rounds until every dl:* wall ratio is known to ± this (e.g. 0.02)",
     )
     parser.add_argument("--max-repeats", type=int, default=60, help="upper limit on rounds with --ci")
-    parser.add_argument(
-        "--quiet",
-        type=float,
-        default=0.05,
-        help="a round is quiet if other processes used less than this share of the CPUs",
-    )
-    parser.add_argument("--quick", action="store_true", help="CI-sized run: resnet18:4, 5 rounds, 1 warm-up")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="also measure peak memory (subprocesses)")
     parser.add_argument("--json", help="write the raw samples to this file")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
@@ -323,15 +348,7 @@ def main() -> None:
         name, batch, method = args.memory_child
         peak_memory_child(name, int(batch), method)
         return
-    quick = args.quick
-    args.models = args.models or (["resnet18:4"] if quick else [f"{k}:{v}" for k, v in MODELS.items()])
-    args.repeats = args.repeats or (5 if quick else 15)
-    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
-    torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}, deconvlab {dl.__version__}; "
-        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
-    )
+    start_rounds(args, [f"{k}:{v}" for k, v in MODELS.items()], ["resnet18:4"])
     raw = {}
     for spec in args.models:
         name, batch = spec.split(":")

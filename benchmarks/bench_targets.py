@@ -37,23 +37,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rules import MIN_QUIET, build, interval, quiet_rounds, ratio, time_table
+from bench_rules import (
+    MIN_QUIET,
+    add_round_options,
+    build,
+    interval,
+    quiet_rounds,
+    ratio,
+    start_rounds,
+    time_table,
+)
 
 import deconvlab as dl
 
 CALLS = "dl:T calls"
-
-
-def build_model(name: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
-    """A random-init torchvision model and a random 224 px batch, or ``teaching``: the shipped
-    teaching model (6 classes) on a batch of the 64 px shapes data."""
-    if name == "teaching":
-        return dl.models.teaching_model(), dl.data.shapes(batch, seed=0).images
-    return build(name, batch)
 
 
 def plain_autograd(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,7 @@ def check_equal(table: dict[str, Callable[[torch.Tensor], object]], x: torch.Ten
 def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Seconds per round and method (rounds, clocks), interleaved in a random order each round,
     and the share of the CPUs other processes used in each round; the maps checked equal first."""
-    model, x = build_model(name, batch)
+    model, x = build(name, batch)
     table = methods(model, args.targets, args.rule)
     check_equal(table, x)
     return time_table(table, x, args)
@@ -149,26 +149,10 @@ def main() -> None:
     )
     parser.add_argument("--targets", type=int, default=10, help="number of targets (classes 0..T-1)")
     parser.add_argument("--rule", default="guided_backprop")
-    parser.add_argument("--repeats", type=int, help="rounds of interleaved samples (default 15)")
-    parser.add_argument("--warmup", type=int, help="untimed rounds first (default 2)")
-    parser.add_argument(
-        "--quiet",
-        type=float,
-        default=0.05,
-        help="a round is quiet if other processes used less than this share of the CPUs",
-    )
-    parser.add_argument("--quick", action="store_true", help="CI-sized run: 5 rounds, 1 warm-up")
-    parser.add_argument("--threads", type=int, default=2)
+    add_round_options(parser, "5 rounds, 1 warm-up")
     parser.add_argument("--json", help="write the raw samples to this file")
     args = parser.parse_args()
-    args.models = args.models or ["resnet18:1"]
-    args.repeats = args.repeats or (5 if args.quick else 15)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}, deconvlab {dl.__version__}; "
-        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
-    )
+    start_rounds(args, ["resnet18:1"], ["resnet18:1"])
     raw = {}
     for spec in args.models:
         name, batch = spec.split(":")
