@@ -35,11 +35,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .attribution import Layer, attribute
-from .checks import Target, as_bool, as_int, as_real, check_input, check_model, check_target, describe
+from .attribution import Layer, attribute, record
+from .checks import (
+    Inputs,
+    Target,
+    Targets,
+    as_bool,
+    as_int,
+    as_real,
+    check_forward_args,
+    check_inputs,
+    check_model,
+    check_targets,
+    describe,
+)
 from .escapes import check_finite_input, eager_module
 from .model_state import removing
-from .rules import RuleLike
+from .rules import GRADIENT, RuleLike
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "smoothgrad"]
 
@@ -60,29 +72,39 @@ def noise_scale(x: Tensor, noise_level: float) -> Tensor:
 
 
 class _NoisyCopies:
-    """The ``samples × N`` noisy examples, sample after sample, handed out in batches of any size.
+    """The ``samples × N`` noisy examples of each input, sample after sample, handed out in batches
+    of any size.
 
-    Sample ``s`` is ``x + σ · torch.randn(x.shape, generator=generator)``, drawn in order
-    ``s = 0, 1, ...``, so a loop drawing the same way gets the same noise.
+    Sample ``s`` is ``x_i + σ_i · torch.randn(x_i.shape, generator=generator)`` for each input
+    ``x_i`` in turn, drawn in order ``s = 0, 1, ...``, so a loop drawing the same way gets the
+    same noise.
     """
 
-    def __init__(self, x: Tensor, sigma: Tensor, samples: int, generator: torch.Generator | None) -> None:
-        self.x, self.sigma, self.generator = x.detach(), sigma, generator
+    def __init__(
+        self, inputs: tuple[Tensor, ...], noise_level: float, samples: int, generator: torch.Generator | None
+    ) -> None:
+        self.inputs = tuple(x.detach() for x in inputs)
+        self.sigmas = tuple(noise_scale(x, noise_level) for x in inputs)
+        self.generator = generator
         self.undrawn, self.drawn = samples, 0  # samples still to draw; examples drawn, not taken
-        self.pending: list[Tensor] = []
+        self.pending: list[tuple[Tensor, ...]] = []
 
-    def take(self, count: int) -> Tensor:
-        """The next ``count`` noisy examples (fewer at the end)."""
+    def _draw(self) -> tuple[Tensor, ...]:
+        """One noisy copy of every example of every input."""
+        return tuple(
+            x + sigma * torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
+            for x, sigma in zip(self.inputs, self.sigmas)
+        )
+
+    def take(self, count: int) -> tuple[Tensor, ...]:
+        """The next ``count`` noisy examples of each input (fewer at the end)."""
         while self.drawn < count and self.undrawn:
-            noise = torch.randn(
-                self.x.shape, generator=self.generator, dtype=self.x.dtype, device=self.x.device
-            )
-            self.pending.append(self.x + self.sigma * noise)
-            self.drawn, self.undrawn = self.drawn + len(self.x), self.undrawn - 1
-        batch = self.pending[0] if len(self.pending) == 1 else torch.cat(self.pending)
-        self.pending = [batch[count:]] if len(batch) > count else []
+            self.pending.append(self._draw())
+            self.drawn, self.undrawn = self.drawn + len(self.inputs[0]), self.undrawn - 1
+        batch = tuple(parts[0] if len(parts) == 1 else torch.cat(parts) for parts in zip(*self.pending))
+        self.pending = [tuple(part[count:] for part in batch)] if len(batch[0]) > count else []
         self.drawn = max(0, self.drawn - count)
-        return batch[:count]
+        return tuple(part[:count] for part in batch)
 
 
 def _add_to_examples(total: Tensor | None, maps: Tensor, start: int, examples: int) -> Tensor:
@@ -132,6 +154,41 @@ def repeat_target(target: Target, rows: Tensor, batch: int) -> Any:
     return [target[i] for i in examples.tolist()]
 
 
+def repeat_extras(extras: tuple, rows: Tensor, batch: int) -> tuple:
+    """``additional_forward_args`` for the noisy examples ``rows`` (copies of examples ``rows % batch``).
+
+    A tensor whose first dimension is the batch size holds a row per example and is repeated
+    for each noisy copy of its example (Captum's ``NoiseTunnel`` repeats every tensor); any other
+    argument is passed as it is.
+    """
+    examples = rows % batch
+    return tuple(
+        arg[examples.to(arg.device)] if isinstance(arg, Tensor) and arg.dim() and len(arg) == batch else arg
+        for arg in extras
+    )
+
+
+def _noisy_targets(target: Target | None, many: list | None, rows: Tensor, batch: int) -> dict[str, Any]:
+    """``attribute``'s ``target=`` or ``targets=`` for the noisy examples ``rows``."""
+    if many is None:
+        assert target is not None  # check_targets refused a missing target
+        return {"target": repeat_target(target, rows, batch)}
+    repeated = []
+    for k, item in enumerate(many):
+        try:
+            repeated.append(repeat_target(item, rows, batch))
+        except ValueError as error:
+            raise ValueError(f"targets[{k}]: {error}") from None
+    return {"targets": repeated}
+
+
+def _rows_first(maps: Tensor | tuple[Tensor, ...], many: bool) -> tuple[Tensor, ...]:
+    """``attribute``'s maps as a tuple (one per input), the noisy examples in front (``(T, rows, ...)``
+    with several targets becomes ``(rows, T, ...)``)."""
+    parts = maps if isinstance(maps, tuple) else (maps,)
+    return tuple(part.movedim(0, 1) if many else part for part in parts)
+
+
 @contextmanager
 def _metering(model: nn.Module) -> Iterator[list[int]]:
     """Count the bytes of the outputs of ``model``'s leaf modules during the block (each storage once)."""
@@ -152,9 +209,9 @@ def _metering(model: nn.Module) -> Iterator[list[int]]:
         total[0] = sum(seen.values())
 
 
-def _batch_size(measured: int, rows: int, x: Tensor, memory_budget: int) -> int:
+def _batch_size(measured: int, rows: int, inputs: tuple[Tensor, ...], memory_budget: int) -> int:
     """Noisy examples per call: the budget over the estimated bytes of one example."""
-    row_bytes = x[:1].nelement() * x.element_size()
+    row_bytes = sum(x[:1].nelement() * x.element_size() for x in inputs)
     per_example = max(_MEMORY_FACTOR * measured / rows, 4 * row_bytes)
     return max(1, int(memory_budget // per_example))
 
@@ -176,18 +233,20 @@ def _check_generator(generator: object, x: Tensor) -> torch.Generator | None:
 
 def smoothgrad(
     model: nn.Module,
-    x: Tensor,
-    target: Target,
+    x: Inputs,
+    target: Target | None = None,
     rule: RuleLike = "gradient",
     *,
     layer: Layer = None,
+    targets: Targets | None = None,
+    additional_forward_args: object = None,
     samples: int = 16,
     noise_level: float = 0.15,
     squared: bool = False,
     generator: torch.Generator | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     batch_size: int | None = None,
-) -> Tensor:
+) -> Any:
     r"""SmoothGrad [SMOOTHGRAD]_ of any rule: the mean map over ``samples`` noisy copies of ``x``.
 
     .. math::
@@ -202,13 +261,22 @@ def smoothgrad(
     Parameters
     ----------
     model, x, target
-        As in :func:`deconvlab.attribute`; a per-example target (a list, a 1-D tensor, a seed
+        As in :func:`deconvlab.attribute`. ``x`` may be a tuple of inputs, each given its own
+        noise (scaled by its own range). A per-example target (a list, a 1-D tensor, a seed
         tensor) is repeated for every noisy copy of its example.
     rule : str or Rule, default "gradient"
         The map :math:`M`: anything ``attribute``'s ``rule=`` takes. The paper smooths the gradient.
     layer : str or nn.Module, optional
         Smooth the signal at this layer's output instead of at the input (the noise is always
         added to ``x``).
+    targets : list of targets, or "topK", optional
+        A smoothed map per target, as ``attribute``'s ``targets=`` (``(T, N, ...)``), each
+        noisy batch run forward once for all targets. ``"topK"`` ranks the classes of the
+        noise-free ``x`` (one extra forward pass), so every copy explains the same classes.
+    additional_forward_args : tuple, optional
+        As in :func:`deconvlab.attribute`, without noise. A tensor whose first dimension is the
+        batch size holds a row per example and is repeated with its example's noisy copies;
+        any other argument is passed as it is (give a constant as a number or a 0-d tensor).
     samples : int, default 16
         Noisy copies per example, at least 1.
     noise_level : float, default 0.15
@@ -217,7 +285,8 @@ def smoothgrad(
         Average the squared maps (SmoothGrad-Squared).
     generator : torch.Generator, optional
         The noise's source, for reproducible maps; by default PyTorch's global generator.
-        Sample ``s`` is ``x + σ * torch.randn(x.shape, generator=generator)``, drawn in order.
+        Sample ``s`` is ``x + σ * torch.randn(x.shape, generator=generator)`` (for a tuple, each
+        input in turn), drawn in order.
     memory_budget : int, default 256 MiB
         Bytes that one call's batch of noisy copies may take. The first call runs one copy of
         each example (``N`` examples, what ``attribute(model, x, ...)`` takes) and counts the bytes
@@ -231,9 +300,10 @@ def smoothgrad(
 
     Returns
     -------
-    Tensor
-        Shaped like ``attribute``'s map for ``x`` (like ``x``, or like ``layer``'s output), detached.
-        ``samples=1, noise_level=0`` gives exactly ``attribute(model, x, target, rule)``.
+    Tensor or tuple of Tensor
+        Shaped like ``attribute``'s maps for the same arguments (like ``x``, a tuple for a tuple
+        ``x``, like ``layer``'s output; ``(T, ...)`` in front with ``targets=``), detached.
+        ``samples=1, noise_level=0`` gives exactly ``attribute(model, x, target, rule, ...)``.
 
     Raises
     ------
@@ -242,42 +312,65 @@ def smoothgrad(
         integer; ``noise_level`` no number; ``squared`` no bool; ``generator`` no ``torch.Generator``.
     ValueError
         As :func:`deconvlab.attribute`; ``samples``, ``memory_budget`` or ``batch_size`` below 1;
-        ``noise_level`` negative, NaN or infinite; a per-example ``target`` whose length is not
-        ``x``'s batch size; a ``generator`` on another device than ``x``.
+        ``noise_level`` negative, NaN or infinite; a per-example ``target`` (or ``targets[k]``)
+        whose length is not ``x``'s batch size; a ``generator`` on another device than ``x``.
 
     Examples
     --------
     >>> smooth = dl.smoothgrad(model, x, 3, "guided_backprop", samples=32,
     ...                         generator=torch.Generator().manual_seed(0))   # doctest: +SKIP
+    >>> top3 = dl.smoothgrad(model, x, targets="top3")              # (3, N, 3, H, W)  # doctest: +SKIP
     """
     check_model(model)
-    check_input(x)
-    check_finite_input(x)
-    check_target(target)
+    inputs = check_inputs(model, x)
+    for i, item in enumerate(inputs):
+        check_finite_input(item, f"x[{i}]" if isinstance(x, tuple) else "x")
+    extras = check_forward_args(eager_module(model), len(inputs), additional_forward_args)
+    many = check_targets(target, targets)
     samples = as_int("samples", samples, minimum=1)
     noise_level = as_real("noise_level", noise_level, minimum=0.0)
     squared = as_bool("squared", squared)
     memory_budget = as_int("memory_budget", memory_budget, minimum=1)
     batch_size = None if batch_size is None else as_int("batch_size", batch_size, minimum=1)
-    generator = _check_generator(generator, x)
-    if len(x) == 0:  # nothing to smooth: attribute's empty map
-        return attribute(model, x, target, rule, layer)
-    copies = _NoisyCopies(x, noise_scale(x, noise_level), samples, generator)
+    generator = _check_generator(generator, inputs[0])
+    examples = len(inputs[0])
+    if examples == 0:  # nothing to smooth: attribute's empty map
+        return attribute(
+            model, x, target, rule, layer, targets=targets, additional_forward_args=additional_forward_args
+        )
+    if isinstance(many, int):  # "topK": the classes of the noise-free input, for every copy
+        many = record(model, x, targets=targets, rule=GRADIENT, additional_forward_args=extras).targets
+    copies = _NoisyCopies(inputs, noise_level, samples, generator)
+    structure: list[bool] = []  # whether attribute gave a tuple
 
-    def maps_of(start: int, count: int) -> Tensor:
-        """The maps of noisy examples ``start, ..., start + count - 1``, in one call."""
+    def maps_of(start: int, count: int) -> tuple[Tensor, ...]:
+        """The maps of noisy examples ``start, ..., start + count - 1``, in one call, rows first."""
         rows = torch.arange(start, start + count)
-        maps = attribute(model, copies.take(count), repeat_target(target, rows, len(x)), rule, layer)
-        return maps * maps if squared else maps
+        noisy = copies.take(count)
+        maps = attribute(
+            model,
+            noisy if isinstance(x, tuple) else noisy[0],
+            rule=rule,
+            layer=layer,
+            additional_forward_args=repeat_extras(extras, rows, examples),
+            **_noisy_targets(target, many, rows, examples),
+        )
+        structure[:] = [isinstance(maps, tuple)]
+        return tuple(part * part if squared else part for part in _rows_first(maps, many is not None))
 
-    total: Tensor | None = None
-    start, end = 0, samples * len(x)
+    totals: list[Tensor | None] = []
+    start, end = 0, samples * examples
     while start < end:
-        count = min(end - start, batch_size or len(x))
+        count = min(end - start, batch_size or examples)
         with nullcontext([0]) if batch_size else _metering(model) as measured:
             maps = maps_of(start, count)
-        batch_size = batch_size or _batch_size(measured[0], count, x, memory_budget)
-        total = _add_to_examples(total, maps, start, len(x))
+        batch_size = batch_size or _batch_size(measured[0], count, inputs, memory_budget)
+        totals = [
+            _add_to_examples(total, part, start, examples)
+            for total, part in zip(totals or [None] * len(maps), maps)
+        ]
         start += count
-    assert total is not None
-    return total / samples
+    means = tuple(total / samples for total in totals if total is not None)
+    if many is not None:
+        means = tuple(mean.movedim(1, 0).contiguous() for mean in means)
+    return means if structure[0] else means[0]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from small_nets import small_cnn
+from test_inputs_targets import ExtraArguments, TwoInputs, inputs
 from torch import nn
 
 import deconvlab as dl
@@ -17,18 +18,24 @@ def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def reference_smooth_grad(model, x, target, rule, samples, noise_level, seed, squared=False):
-    """One attribute call per sample, the noise drawn as documented: per example,
-    sigma = noise_level * (max - min); sample s is x + sigma * randn(x.shape), in order."""
+def reference_smooth_grad(model, x, target, rule, samples, noise_level, seed, squared=False, **kwargs):
+    """One attribute call per sample, the noise drawn as documented: per example of each input,
+    sigma = noise_level * (max - min); sample s is x_i + sigma_i * randn(x_i.shape) for each input
+    in turn, in order. ``kwargs`` go to attribute as they are (targets=, additional_forward_args=)."""
     g = generator(seed)
-    flat = x.reshape(len(x), -1)
-    sigma = (noise_level * (flat.max(dim=1).values - flat.min(dim=1).values)).view(-1, 1, 1, 1)
+    inputs = x if isinstance(x, tuple) else (x,)
+    sigmas = [noise_level * (i.flatten(1).max(1).values - i.flatten(1).min(1).values) for i in inputs]
     maps = []
     for _ in range(samples):
-        noisy = x + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype)
-        signal = dl.attribute(model, noisy, target, rule=rule)
-        maps.append(signal**2 if squared else signal)
-    return torch.stack(maps).mean(dim=0)
+        noisy = tuple(
+            i + sigma.view(-1, *[1] * (i.dim() - 1)) * torch.randn(i.shape, generator=g, dtype=i.dtype)
+            for i, sigma in zip(inputs, sigmas)
+        )
+        signal = dl.attribute(model, noisy if isinstance(x, tuple) else noisy[0], target, rule, **kwargs)
+        maps.append(signal)
+    parts = [maps] if not isinstance(maps[0], tuple) else list(zip(*maps))
+    means = tuple(torch.stack([m**2 if squared else m for m in part]).mean(dim=0) for part in parts)
+    return means if isinstance(maps[0], tuple) else means[0]
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -190,6 +197,148 @@ def test_the_model_and_the_input_are_left_as_found(images):
 
 
 # ----------------------------------------------------------------------------------------------
+# several inputs, extra forward arguments, many targets (as attribute takes them)
+# ----------------------------------------------------------------------------------------------
+
+
+def extra_arguments(batch: int = 3):
+    """ExtraArguments' model and its arguments: a float, a per-example mask, a flag."""
+    mask = torch.rand(batch, 4, 8, 8, generator=generator(4), dtype=torch.float64)
+    return ExtraArguments().double(), (2.5, mask, False)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("batch_size", [2, None])
+def test_a_tuple_of_inputs_equals_an_unbatched_loop_with_the_same_noise(rule, batch_size):
+    model, x = TwoInputs().double(), inputs()
+    expected = reference_smooth_grad(model, x, [5, 0, 2], rule, 4, 0.2, seed=8, squared=True)
+    ours = dl.smoothgrad(
+        model,
+        x,
+        [5, 0, 2],
+        rule,
+        samples=4,
+        noise_level=0.2,
+        squared=True,
+        generator=generator(8),
+        batch_size=batch_size,
+    )
+    assert isinstance(ours, tuple) and len(ours) == 2
+    for mine, reference, given in zip(ours, expected, x):
+        assert mine.shape == given.shape
+        torch.testing.assert_close(mine, reference, rtol=1e-10, atol=1e-12)
+
+
+class TwoHalfSquares(nn.Module):
+    """Output 0 is (sum(a^2) + sum(b^2)) / 2 for each example, so its gradients are a and b."""
+
+    def forward(self, a, b):
+        return HalfSquare()(a) + HalfSquare()(b)
+
+
+def test_each_input_gets_noise_scaled_by_its_own_range():
+    a = torch.linspace(0, 1, 64, dtype=torch.float64).view(1, 1, 8, 8)
+    b = torch.linspace(-5, 15, 20, dtype=torch.float64).view(1, 20)
+    kwargs = {"samples": 1000, "noise_level": 0.1, "batch_size": 500}
+    mean = dl.smoothgrad(TwoHalfSquares(), (a, b), 0, **kwargs, generator=generator(3))
+    second = dl.smoothgrad(TwoHalfSquares(), (a, b), 0, **kwargs, squared=True, generator=generator(3))
+    for given, first, moment, spread in zip((a, b), mean, second, (1.0, 20.0)):
+        sigma = (moment - first**2).mean().sqrt()
+        assert sigma.item() == pytest.approx(0.1 * spread, rel=0.03)
+        torch.testing.assert_close(first, given, rtol=0, atol=0.015 * spread)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_per_example_extra_arguments_follow_their_examples(rule):
+    model, extras = extra_arguments()
+    x = inputs()[0]
+    expected = reference_smooth_grad(model, x, 1, rule, 5, 0.1, seed=9, additional_forward_args=extras)
+    for batch_size in (1, 4, None):  # batches that mix samples and split them
+        ours = dl.smoothgrad(
+            model,
+            x,
+            1,
+            rule,
+            samples=5,
+            noise_level=0.1,
+            generator=generator(9),
+            additional_forward_args=extras,
+            batch_size=batch_size,
+        )
+        torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    # the mask matters: another one gives another map
+    other = (2.5, extras[1].flip(0), False)
+    assert not torch.allclose(
+        dl.smoothgrad(model, x, 1, rule, samples=5, generator=generator(9), additional_forward_args=other),
+        expected,
+    )
+
+
+def test_an_argument_without_a_batch_dimension_is_passed_as_it_is():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = small_cnn()
+
+        def forward(self, x, weights):  # weights: one per class, not per example
+            return self.net(x) * weights
+
+    x = torch.randn(2, 3, 16, 16, generator=generator(5), dtype=torch.float64)
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.5], dtype=torch.float64)
+    model = Scaled()
+    ours = dl.smoothgrad(
+        model, x, 3, "guided", samples=3, generator=generator(1), additional_forward_args=weights
+    )
+    expected = reference_smooth_grad(
+        model, x, 3, "guided", 3, 0.15, seed=1, additional_forward_args=(weights,)
+    )
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_many_targets_equal_one_smoothgrad_per_target_with_the_same_noise(cnn, images, rule):
+    targets = [0, [4, 1], torch.tensor([2, 2])]
+    ours = dl.smoothgrad(
+        cnn, images, targets=targets, rule=rule, samples=3, generator=generator(6), batch_size=4
+    )
+    assert ours.shape == (3, *images.shape)
+    for k, target in enumerate(targets):
+        one = dl.smoothgrad(cnn, images, target, rule, samples=3, generator=generator(6))
+        torch.testing.assert_close(ours[k], one, rtol=1e-10, atol=1e-12)
+
+
+def test_top_k_explains_the_classes_of_the_noise_free_input(cnn, images):
+    top = cnn(images).topk(3, dim=1).indices.T
+    ours = dl.smoothgrad(
+        cnn, images, targets="top3", rule="guided", samples=4, noise_level=0.5, generator=generator(2)
+    )
+    listed = dl.smoothgrad(
+        cnn, images, targets=list(top), rule="guided", samples=4, noise_level=0.5, generator=generator(2)
+    )
+    assert torch.equal(ours, listed)
+
+
+def test_without_noise_one_sample_is_attribute_exactly_for_every_calling_convention(cnn, images):
+    two_inputs, x = TwoInputs().double(), inputs()
+    with_extras, extras = extra_arguments()
+    cases = [
+        (two_inputs, x, {"target": [1, 2, 3]}),
+        (two_inputs, x, {"targets": "top2"}),
+        (two_inputs, x, {"target": 4, "layer": "head.1"}),  # one map at a layer
+        (cnn, (images,), {"target": 1}),  # a one-tuple gives a one-tuple
+        (with_extras, x[0], {"target": 2, "additional_forward_args": extras}),
+        (cnn, images, {"targets": [0, (3,)]}),
+    ]
+    for model, given, kwargs in cases:
+        expected = dl.attribute(model, given, rule="guided", **kwargs)
+        smooth = dl.smoothgrad(model, given, rule="guided", samples=1, noise_level=0, **kwargs)
+        assert type(smooth) is type(expected), kwargs
+        pairs = zip(smooth, expected) if isinstance(expected, tuple) else [(smooth, expected)]
+        for mine, reference in pairs:
+            assert torch.equal(mine, reference), kwargs
+
+
+# ----------------------------------------------------------------------------------------------
 # bad input: each error names the argument
 # ----------------------------------------------------------------------------------------------
 
@@ -235,3 +384,25 @@ def test_bad_models_inputs_targets_and_rules_are_named(cnn, images):
         dl.smoothgrad(cnn, images, 9)
     with pytest.raises(ValueError, match="unknown rule"):
         dl.smoothgrad(cnn, images, 1, "guidedd")
+
+
+def test_bad_inputs_targets_and_extra_arguments_are_named_as_attribute_names_them(cnn, images):
+    model, x = TwoInputs().double(), inputs()
+    with pytest.raises(TypeError, match=r"x is a list of tensors.*x=tuple\(x\)"):
+        dl.smoothgrad(model, list(x), 1)
+    with pytest.raises(ValueError, match=r"x\[0\] has 3, x\[1\] has 2"):
+        dl.smoothgrad(model, (x[0], x[1][:2]), 1)
+    bad = x[1].clone()
+    bad[2, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"x\[1\] has"):
+        dl.smoothgrad(model, (x[0], bad), 1)
+    with pytest.raises(TypeError, match=r"cannot take 2 inputs \(x\) and 1 additional_forward_args"):
+        dl.smoothgrad(model, x, 1, additional_forward_args=torch.ones(3))
+    with pytest.raises(TypeError, match=r"either target= .* or targets="):
+        dl.smoothgrad(cnn, images, 1, targets=[1, 2])
+    with pytest.raises(ValueError, match=r"targets\[1\]: target has 3 entries .* x has 2 examples"):
+        dl.smoothgrad(cnn, images, targets=[0, [1, 2, 3]])
+    with pytest.raises(ValueError, match=r"top9.* asks for 9 classes, but the model has 5"):
+        dl.smoothgrad(cnn, images, targets="top9")
+    with pytest.raises(ValueError, match="targets must be a list of targets or 'topK'"):
+        dl.smoothgrad(cnn, images, targets="best")
