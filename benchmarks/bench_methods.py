@@ -1,7 +1,7 @@
 """Cost of the research features against the calls they replace (issue 11's targets).
 
 For each model (the course's trained teaching CNN on 64 px inputs, or a random-init torchvision
-model on 224 px; CPU) this times, each against its own baseline:
+model on 224 px, or ``name@side`` pixels; CPU) this times, each against its own baseline:
 
 * ``rule map ÷ one rule``: ``attribute(rule=RuleMap(...))`` (guided backprop in the upper half
   of the network, the gradient below) against ``attribute(rule="guided_backprop")``; target ≤ 1.05;
@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/bench_methods.py                 # teaching:1 resnet18:1 vgg16:1, 15 rounds, 2 threads
     python benchmarks/bench_methods.py --quick         # CI-sized: resnet18:1, 5 rounds
+    python benchmarks/bench_methods.py --models resnet18@64:1 resnet18@112:1   # smaller inputs
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_rules import (
     MIN_QUIET,
+    TARGET,
     add_round_options,
+    architecture,
     build,
     clock,
     pixels,
+    plain_autograd,
     quiet_rounds,
     ratio,
     start_rounds,
@@ -49,7 +53,6 @@ from bench_rules import (
 
 import deconvlab as dl
 
-TARGET = 3
 SAMPLES = 16
 #: (timed method, its baseline, target ratio)
 COMPARISONS = [
@@ -75,7 +78,7 @@ def noisy_copies(x: torch.Tensor) -> list[torch.Tensor]:
 def methods(
     name: str, model: torch.nn.Module, x: torch.Tensor
 ) -> dict[str, Callable[[torch.Tensor], object]]:
-    layer, upper = LAYERS[name]
+    layer, upper = LAYERS[architecture(name)]
     guided_above = dl.RuleMap({pattern: "guided_backprop" for pattern in upper}, default="gradient")
     copies = noisy_copies(x)
     return {
@@ -97,20 +100,25 @@ def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[
     return time_table(methods(name, model, x), x, args)
 
 
-def per_example_seconds(name: str, sizes: tuple[int, ...] = (1, 4, 16), rounds: int = 3) -> str:
-    """What batching alone saves: ``attribute``'s seconds per example at each batch size (best of
-    ``rounds``), the floor of SmoothGrad's batched noisy copies."""
+def per_example_seconds(name: str, sizes: tuple[int, ...] = (1, 4, 16), rounds: int = 3) -> list[str]:
+    """What batching alone saves, the floor of SmoothGrad's batched noisy copies: seconds per
+    example at each batch size (best of ``rounds``) of guided backprop through ``attribute``, and
+    of plain autograd's gradient without deconvlab."""
     model, x = build(name, 1)
-    times = []
-    for size in sizes:
-        batch = x.expand(size, *x.shape[1:]).contiguous()
-        dl.attribute(model, batch, TARGET, rule="guided_backprop")  # warm-up
-        best = min(
-            clock(lambda b: dl.attribute(model, b, TARGET, rule="guided_backprop"), batch)[0]
-            for _ in range(rounds)
-        )
-        times.append(f"{best / size * 1000:.1f} ms at batch {size}")
-    return f"guided backprop per example, batched: {', '.join(times)}"
+    runs = {
+        "guided backprop (attribute)": lambda b: dl.attribute(model, b, TARGET, rule="guided_backprop"),
+        "plain autograd, no deconvlab": lambda b: plain_autograd(model, b),
+    }
+    lines = []
+    for label, run in runs.items():
+        times = []
+        for size in sizes:
+            batch = x.expand(size, *x.shape[1:]).contiguous()
+            run(batch)  # warm-up
+            best = min(clock(run, batch)[0] for _ in range(rounds))
+            times.append(f"{best / size * 1000:.1f} ms at batch {size}")
+        lines.append(f"{label} per example, batched: {', '.join(times)}")
+    return lines
 
 
 def report(
@@ -154,7 +162,7 @@ def main() -> None:
         name, batch = spec.split(":")
         samples, load = time_methods(name, int(batch), args)
         print("\n".join(report(name, int(batch), samples, load, args.quiet)), flush=True)
-        print("\n" + per_example_seconds(name), flush=True)
+        print("\n" + "\n".join(per_example_seconds(name)), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ Usage::
     python benchmarks/bench_rules.py --quick          # CI-sized: resnet18:4, 5 rounds
     python benchmarks/bench_rules.py --quick --threads 1   # on a shared machine: read the CPU column
     python benchmarks/bench_rules.py --models resnet18:4 --ci 0.02   # rounds until ±2 %
+    python benchmarks/bench_rules.py --models resnet18@112:4         # 112 px inputs
 """
 
 from __future__ import annotations
@@ -62,19 +63,27 @@ CLOCKS = ("wall", "cpu")
 MIN_QUIET = 5  # quiet rounds needed to leave the loaded ones out
 
 
-def build(name: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
-    """Random-init torchvision model in eval mode and a random 224 px batch, or ``teaching``: the
-    shipped teaching model (6 classes) on a batch of the 64 px shapes data."""
-    if name == "teaching":
-        return dl.models.teaching_model(), dl.data.shapes(batch, seed=0).images
-    torch.manual_seed(0)
-    model = torchvision.models.get_model(name, weights=None).eval()
-    return model, torch.randn(batch, 3, 224, 224)
+def architecture(name: str) -> str:
+    """The model of a name with an optional input side, ``resnet18@112`` → ``resnet18``."""
+    return name.partition("@")[0]
 
 
 def pixels(name: str) -> int:
-    """The side of the inputs :func:`build` gives ``name``."""
-    return 64 if name == "teaching" else 224
+    """The side of the inputs :func:`build` gives ``name``: 64 for ``teaching``, else 224 or
+    the side after ``@`` (``resnet18@112``)."""
+    model, _, side = name.partition("@")
+    return int(side) if side else 64 if model == "teaching" else 224
+
+
+def build(name: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """Random-init torchvision model in eval mode and a random batch (224 px, or ``name@side``),
+    or ``teaching``: the shipped teaching model (6 classes) on a batch of the 64 px shapes data."""
+    if name == "teaching":
+        return dl.models.teaching_model(), dl.data.shapes(batch, seed=0).images
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(architecture(name), weights=None).eval()
+    side = pixels(name)
+    return model, torch.randn(batch, 3, side, side)
 
 
 def add_round_options(parser: argparse.ArgumentParser, quick: str) -> None:

@@ -45,6 +45,7 @@ from bench_rules import (
     add_round_options,
     build,
     interval,
+    plain_autograd,
     quiet_rounds,
     ratio,
     start_rounds,
@@ -54,15 +55,6 @@ from bench_rules import (
 import deconvlab as dl
 
 CALLS = "dl:T calls"
-
-
-def plain_autograd(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The floor of one map: gradient of output 0 with respect to the input."""
-    leaf = x.detach().requires_grad_(True)
-    output = model(leaf)
-    seed = torch.zeros_like(output)
-    seed[:, 0] = 1
-    return torch.autograd.grad(output, leaf, seed)[0]
 
 
 def batched_backward(model: torch.nn.Module, x: torch.Tensor, targets: list[int], rule: str) -> torch.Tensor:
@@ -95,17 +87,36 @@ def check_equal(table: dict[str, Callable[[torch.Tensor], object]], x: torch.Ten
             raise AssertionError(f"{key} differs from separate calls by {(maps - separate).abs().max():.3g}")
 
 
-def time_methods(name: str, batch: int, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def target_count(name: str, model: torch.nn.Module, x: torch.Tensor, asked: int) -> str:
+    """How many targets ``model`` can take of the ``asked``, and how the report says it."""
+    with torch.no_grad():
+        classes = model(x[:1]).shape[1]
+    if asked <= classes:
+        return f"{asked} targets"
+    print(f"{name} has {classes} classes: timing all {classes} as targets (--targets {asked} asked for more)")
+    return f"{classes} targets (all the model's classes)"
+
+
+def time_methods(
+    name: str, batch: int, args: argparse.Namespace
+) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
     """Seconds per round and method (rounds, clocks), interleaved in a random order each round,
-    and the share of the CPUs other processes used in each round; the maps checked equal first."""
+    the share of the CPUs other processes used in each round, and the targets timed (at most
+    the model's classes); the maps checked equal first."""
     model, x = build(name, batch)
-    table = methods(model, args.targets, args.rule)
+    targets = target_count(name, model, x, args.targets)
+    table = methods(model, int(targets.split()[0]), args.rule)
     check_equal(table, x)
-    return time_table(table, x, args)
+    return (*time_table(table, x, args), targets)
 
 
 def report(
-    name: str, batch: int, samples: dict[str, np.ndarray], load: np.ndarray, args: argparse.Namespace
+    name: str,
+    batch: int,
+    samples: dict[str, np.ndarray],
+    load: np.ndarray,
+    targets: str,
+    args: argparse.Namespace,
 ) -> list[str]:
     """Markdown table: medians, and ratios to T separate calls and to plain autograd."""
     used = quiet_rounds(samples, load, args.quiet)
@@ -114,7 +125,7 @@ def report(
     else:
         basis = f"{len(used['plain'])} quiet rounds of {len(load)}"
     lines = [
-        f"\n### {name}, batch {batch}, {args.targets} targets, {args.rule}, "
+        f"\n### {name}, batch {batch}, {targets}, {args.rule}, "
         f"{torch.get_num_threads()} threads; {basis} (other processes used a median "
         f"{np.median(load):.0%} of the CPUs)",
         "",
@@ -133,7 +144,7 @@ def report(
     _, low, high = wall
     verdict = "batched backward" if high < 1 else "one backward per target" if low > 1 else "neither (tie)"
     lines += [
-        f"\n{args.targets} targets from one forward pass ÷ {args.targets} separate calls (wall): "
+        f"\nT = {targets.split()[0]}: T targets from one forward pass ÷ T separate calls (wall): "
         f"one backward per target {default:.3f}, batched backward {batched:.3f}",
         f"batched ÷ one backward per target: wall {interval(wall)}, CPU {interval(cpu)}; faster: {verdict}",
     ]
@@ -156,10 +167,10 @@ def main() -> None:
     raw = {}
     for spec in args.models:
         name, batch = spec.split(":")
-        samples, load = time_methods(name, int(batch), args)
+        samples, load, targets = time_methods(name, int(batch), args)
         seconds = {key: {"wall": v[:, 0].tolist(), "cpu": v[:, 1].tolist()} for key, v in samples.items()}
         raw[spec] = {"seconds": seconds, "other_processes_cpu_share": load.tolist()}
-        print("\n".join(report(name, int(batch), samples, load, args)), flush=True)
+        print("\n".join(report(name, int(batch), samples, load, targets, args)), flush=True)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as handle:
