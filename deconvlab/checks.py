@@ -20,9 +20,11 @@ what to pass instead:
 Subclasses of these may be raised (e.g. :class:`deconvlab.models.WeightsHashError`, a
 ``ValueError``); a ``RuntimeError`` means a failure that no argument explains (a model
 that breaks, a layer that never runs). Each function's docstring lists its errors under
-"Raises". ``tests/test_bad_input.py`` throws random bad arguments at the top-level functions,
-:mod:`~deconvlab.metrics`, :mod:`~deconvlab.zeiler_fergus`, :mod:`~deconvlab.data`,
-:mod:`~deconvlab.models`, :mod:`~deconvlab.viz` and the widgets, and checks all of this.
+"Raises". ``tests/test_bad_input.py`` throws random bad arguments at the top-level functions
+(rule maps, Grad-CAM and SmoothGrad among them), :mod:`~deconvlab.metrics`,
+:mod:`~deconvlab.zeiler_fergus`, :mod:`~deconvlab.data`, :mod:`~deconvlab.models`,
+:mod:`~deconvlab.viz`, the widgets and the "guided from layer k" functions of
+:mod:`~deconvlab.sanity`, and checks all of this.
 """
 
 from __future__ import annotations

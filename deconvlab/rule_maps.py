@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Union, cast
 
-from torch import nn
+import numpy as np
+from torch import Tensor, nn
 
 from .relu import RuleSlot, SiteSlot
 from .rules import Rule, RuleLike, get_rule
@@ -202,7 +203,7 @@ def _pairs(entries: object) -> list[tuple[Key, RuleLike]]:
         return list(entries.entries)
     if isinstance(entries, Mapping):
         pairs = list(entries.items())
-    elif isinstance(entries, Iterable) and not isinstance(entries, (str, bytes)):
+    elif isinstance(entries, Iterable) and not isinstance(entries, (str, bytes, Tensor, np.ndarray)):
         pairs = list(entries)
         if not all(isinstance(pair, Sequence) and len(pair) == 2 for pair in pairs):
             raise TypeError("entries must be a dict {where: rule} or a sequence of (where, rule) pairs")
@@ -216,6 +217,8 @@ def _pairs(entries: object) -> list[tuple[Key, RuleLike]]:
             "entries is empty: a rule map needs at least one entry (for one rule everywhere, pass the rule)"
         )
     keys = [key for key, _ in pairs]
+    for key in keys:
+        _check_key(key)  # before comparing keys: a tensor or an array has no truth value
     for position, key in enumerate(keys):
         if key in keys[:position]:
             raise ValueError(f"entries lists the key {_key_text(key)!r} twice; the second would never apply")

@@ -58,6 +58,11 @@ __all__ = ["DEFAULT_MEMORY_BUDGET", "smoothgrad"]
 #: Bytes that one batch of noisy copies may take by default (about a quarter of a Binder kernel).
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
+#: The most noisy copies per example: the paper uses 50; a typo such as ``2**31`` would run for days.
+MAX_SAMPLES = 100_000
+#: The largest noise level: σ ten times the input's range is noise alone (the paper shows 0-50 %).
+MAX_NOISE_LEVEL = 10.0
+
 #: How much more than the layers' outputs one example takes in a forward and backward pass.
 #: Measured (peak resident memory over the summed outputs) on torchvision's ResNet18: 1.4-1.5,
 #: VGG11: 1.7-1.8, AlexNet: 2.8.
@@ -67,6 +72,8 @@ _MEMORY_FACTOR = 3.0
 def noise_scale(x: Tensor, noise_level: float) -> Tensor:
     r""":math:`\sigma = \text{noise level} \cdot (x_{\max} - x_{\min})` per example, to broadcast on ``x``."""
     flat = x.detach().reshape(len(x), -1)
+    if flat.shape[1] == 0:  # examples without values: no noise (attribute judges the shape)
+        return x.new_zeros((len(x), *([1] * (x.dim() - 1))))
     spread = flat.amax(dim=1) - flat.amin(dim=1)
     return (noise_level * spread).view(-1, *([1] * (x.dim() - 1)))
 
@@ -278,9 +285,9 @@ def smoothgrad(
         batch size holds a row per example and is repeated with its example's noisy copies;
         any other argument is passed as it is (give a constant as a number or a 0-d tensor).
     samples : int, default 16
-        Noisy copies per example, at least 1.
+        Noisy copies per example, from 1 to 100,000.
     noise_level : float, default 0.15
-        :math:`\sigma` as a fraction of each example's range, at least 0; 0 adds no noise.
+        :math:`\sigma` as a fraction of each example's range, from 0 (no noise) to 10.
     squared : bool, default False
         Average the squared maps (SmoothGrad-Squared).
     generator : torch.Generator, optional
@@ -312,8 +319,9 @@ def smoothgrad(
         integer; ``noise_level`` no number; ``squared`` no bool; ``generator`` no ``torch.Generator``.
     ValueError
         As :func:`deconvlab.attribute`; ``samples``, ``memory_budget`` or ``batch_size`` below 1;
-        ``noise_level`` negative, NaN or infinite; a per-example ``target`` (or ``targets[k]``)
-        whose length is not ``x``'s batch size; a ``generator`` on another device than ``x``.
+        ``samples`` above 100,000; ``noise_level`` negative, above 10, NaN or infinite; a
+        per-example ``target`` (or ``targets[k]``) whose length is not ``x``'s batch size; a
+        ``generator`` on another device than ``x``.
 
     Examples
     --------
@@ -327,8 +335,8 @@ def smoothgrad(
         check_finite_input(item, f"x[{i}]" if isinstance(x, tuple) else "x")
     extras = check_forward_args(eager_module(model), len(inputs), additional_forward_args)
     many = check_targets(target, targets)
-    samples = as_int("samples", samples, minimum=1)
-    noise_level = as_real("noise_level", noise_level, minimum=0.0)
+    samples = as_int("samples", samples, minimum=1, maximum=MAX_SAMPLES)
+    noise_level = as_real("noise_level", noise_level, minimum=0.0, maximum=MAX_NOISE_LEVEL)
     squared = as_bool("squared", squared)
     memory_budget = as_int("memory_budget", memory_budget, minimum=1)
     batch_size = None if batch_size is None else as_int("batch_size", batch_size, minimum=1)

@@ -619,6 +619,78 @@ def _table() -> dict[str, tuple]:
             ),
             ["name", "backward", "sign_only", "label", "equation", "reference"],
         ),
+        # research features
+        "RuleMap": (
+            dl.RuleMap,
+            dict(entries={"3*": "guided_backprop"}, default="gradient", name=None),
+            ["entries", "default", "name"],
+        ),
+        "attribute(rule=RuleMap)": (
+            dl.attribute,
+            dict(model=m, x=x, target=1, rule={"4": "guided_backprop"}),
+            ["rule"],
+        ),
+        "explain_rules": (
+            dl.explain_rules,
+            dict(model=m, x=x, mapping={"4": "guided_backprop"}),
+            ["model", "x", "mapping"],
+        ),
+        "grad_cam": (
+            dl.grad_cam,
+            dict(model=m, x=x, target=1, layer="3", relu=True, upsample="bilinear"),
+            ["model", "x", "target", "layer", "relu", "upsample"],
+        ),
+        "guided_grad_cam": (
+            dl.guided_grad_cam,
+            dict(model=m, x=x, target=1, layer="3", upsample="bilinear"),
+            ["model", "x", "target", "layer", "upsample"],
+        ),
+        "smoothgrad": (
+            dl.smoothgrad,
+            dict(
+                model=m,
+                x=x,
+                target=1,
+                rule="gradient",
+                layer=None,
+                samples=2,
+                noise_level=0.1,
+                squared=False,
+                generator=None,
+                memory_budget=2**20,
+                batch_size=None,
+            ),
+            [
+                "model",
+                "x",
+                "target",
+                "rule",
+                "layer",
+                "samples",
+                "noise_level",
+                "squared",
+                "generator",
+                "memory_budget",
+                "batch_size",
+            ],
+        ),
+        "smoothgrad(targets=)": (
+            dl.smoothgrad,
+            dict(model=m, x=x, targets=[0, 1], samples=2, additional_forward_args=None),
+            ["targets", "additional_forward_args"],
+        ),
+        "relu_layers": (sanity.relu_layers, dict(model=m), ["model"]),
+        "guided_from_layer": (sanity.guided_from_layer, dict(model=m, k=2, below=False), ["model", "k"]),
+        "guided_from_layer_maps": (
+            sanity.guided_from_layer_maps,
+            dict(model=m, x=x, target=y, ks=None, below=False),
+            ["model", "x", "target", "ks"],
+        ),
+        "recovery_by_depth": (
+            sanity.recovery_by_depth,
+            dict(model=m, images=x, targets=y, against="image", chunk=16),
+            ["model", "images", "targets", "against", "chunk"],
+        ),
         # metrics
         "abs_normalise": (metrics.abs_normalise, dict(maps=maps, percentile=99.0), ["maps", "percentile"]),
         "diverging_normalise": (

@@ -346,10 +346,12 @@ def test_without_noise_one_sample_is_attribute_exactly_for_every_calling_convent
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"samples": 0}, ValueError, "samples must be an integer at least 1, got 0"),
-        ({"samples": -3}, ValueError, "samples must be an integer at least 1"),
+        ({"samples": 0}, ValueError, "samples must be an integer between 1 and 100000, got 0"),
+        ({"samples": -3}, ValueError, "samples must be an integer between 1 and 100000"),
+        ({"samples": 2**31}, ValueError, "samples must be an integer between 1 and 100000, got 2147483648"),
         ({"samples": 2.0}, TypeError, r"samples must be an integer.*did you mean 2"),
-        ({"noise_level": -1}, ValueError, "noise_level must be at least 0"),
+        ({"noise_level": -1}, ValueError, "noise_level must be between 0 and 10"),
+        ({"noise_level": 1e300}, ValueError, "noise_level must be between 0 and 10"),
         ({"noise_level": float("nan")}, ValueError, "noise_level must be a finite number"),
         ({"noise_level": float("inf")}, ValueError, "noise_level must be a finite number"),
         ({"noise_level": "15%"}, TypeError, "noise_level must be a number"),

@@ -11,7 +11,7 @@ the map should start to look like the image only once ``k`` reaches the lowest l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attribution import attribute
-from ..checks import as_int
+from ..checks import as_choice, as_int, check_input, check_model, check_target, describe, renaming
 from ..metrics import edge_correlation, image_correlation
 from ..rule_maps import RuleMap
 
@@ -40,14 +40,21 @@ def relu_layers(model: nn.Module) -> list[str]:
 
     Raises
     ------
+    TypeError
+        ``model`` is no ``nn.Module``.
     ValueError
-        The model has no ``nn.ReLU`` module (a functional ``F.relu`` has no path to place a rule at).
+        The model has no ``nn.ReLU`` module (a functional ``F.relu`` has no path to place a rule at),
+        or is one.
     """
+    check_model(model)
+    if isinstance(model, nn.ReLU):
+        raise ValueError("model is a single nn.ReLU: layers are counted inside a model, so pass the network")
     names = [name for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
     if not names:
         raise ValueError(
-            f"the {type(model).__name__} has no nn.ReLU module: a rule map places rules by module path, "
-            "so write its ReLUs as nn.ReLU modules (or build a deconvlab.RuleMap on the modules calling them)"
+            f"model: the {type(model).__name__} has no nn.ReLU module: a rule map places rules by "
+            "module path, so write its ReLUs as nn.ReLU modules (or build a deconvlab.RuleMap on the "
+            "modules calling them)"
         )
     return names
 
@@ -55,6 +62,20 @@ def relu_layers(model: nn.Module) -> list[str]:
 def _check_k(model: nn.Module, k: object) -> int:
     layers = len(relu_layers(model))
     return as_int("k", k, 1, layers + 1)
+
+
+def _check_ks(model: nn.Module, ks: object) -> list[int]:
+    """``ks`` as a list of layer numbers from 1 to ``L + 1`` (None: all of them, top down)."""
+    top = len(relu_layers(model)) + 1
+    if ks is None:
+        return list(range(top, 0, -1))
+    one_dimensional = not isinstance(ks, (Tensor, np.ndarray)) or ks.ndim == 1
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable) or not one_dimensional:
+        raise TypeError(f"ks must be a list of ReLU layer numbers from 1 to {top}, got {describe(ks)}")
+    numbers = [as_int(f"ks[{i}]", k, 1, top) for i, k in enumerate(ks)]
+    if not numbers:
+        raise ValueError(f"ks is empty; give ReLU layer numbers from 1 to {top}, or None for all")
+    return numbers
 
 
 def guided_from_layer(model: nn.Module, k: int, *, below: bool = False) -> RuleMap:
@@ -107,13 +128,18 @@ def guided_from_layer_maps(
     dict of int to Tensor
         ``k ->`` the map under :func:`guided_from_layer` ``(model, k, below=below)``, shaped like ``x``.
 
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        As :func:`deconvlab.attribute`; ``ks`` is no list of integers from 1 to ``L + 1`` (an
+        item named ``ks[i]``), or empty.
+
     Examples
     --------
     >>> maps = guided_from_layer_maps(model, x, 3, [1, 3, 6])   # doctest: +SKIP
     >>> maps[3]   # guided backprop at ReLU layers 3, 4, 5; the gradient at layers 1 and 2
     """
-    top = len(relu_layers(model)) + 1
-    ks = list(range(top, 0, -1)) if ks is None else [_check_k(model, k) for k in ks]
+    ks = _check_ks(model, ks)
     maps = {k: guided_from_layer(model, k, below=below) for k in ks}
     signals = attribute(model, x, target, rules=list(maps.values()))
     return {k: signals[rule_map.name] for k, rule_map in maps.items()}
@@ -195,9 +221,22 @@ def recovery_by_depth(
     Returns
     -------
     GuidedDepthResult
+
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        As :func:`deconvlab.attribute` for ``model``, ``images`` (as ``x``) and ``targets`` (as
+        ``target``), each message naming the argument; no images; ``against`` is neither "image"
+        nor "edges"; ``chunk`` is no integer of at least 1.
     """
-    if against not in _AGAINST:
-        raise ValueError(f"against must be 'image' or 'edges', got {against!r}")
+    check_model(model)
+    check_input(images, "images")
+    if not len(images):
+        raise ValueError(f"images is empty (shape {tuple(images.shape)}); give at least one image")
+    against = as_choice("against", against, list(_AGAINST))
+    chunk = as_int("chunk", chunk, minimum=1)
+    with renaming("targets", "target"):
+        check_target(targets)
     targets = torch.as_tensor(targets)
     if targets.dim() == 0:
         targets = targets.expand(len(images))
@@ -209,8 +248,10 @@ def recovery_by_depth(
         for k in ks
     }
     parts = []
+    rules = list(chosen.values())
     for i in range(0, len(images), chunk):
-        signals = attribute(model, images[i : i + chunk], targets[i : i + chunk], rules=list(chosen.values()))
+        with renaming("images"), renaming("targets", "target"):
+            signals = attribute(model, images[i : i + chunk], targets[i : i + chunk], rules=rules)
         parts.append({key: signals[rule_map.name] for key, rule_map in chosen.items()})
     maps = {key: torch.cat([part[key] for part in parts]) for key in chosen}
     correlation = {key: _AGAINST[against](m, images) for key, m in maps.items()}
