@@ -927,3 +927,27 @@ def test_junk_raises_only_documented_errors_naming_the_argument(case, junk):
                 f"IndexError: {error}"
             ) from error
     assert _no_hooks(model) and not model.training
+
+
+def test_what_the_property_test_found_in_the_research_features_stays_named():
+    """Each case the junk test once found raising an unnamed or internal error (kept deterministic)."""
+    f = fixtures()
+    m, x, y = f["model"], f["images"], f["labels"]
+    cases = [
+        (lambda: dl.RuleMap(torch.tensor(1.0)), TypeError, "entries"),
+        (lambda: dl.RuleMap([(np.zeros(2), "guided")]), TypeError, "entries"),
+        (lambda: sanity.guided_from_layer_maps(m, x, y, ks=torch.tensor(2)), TypeError, "ks"),
+        (lambda: sanity.guided_from_layer_maps(m, x, y, ks=[0]), ValueError, r"ks\[0\]"),
+        (lambda: sanity.guided_from_layer_maps(m, x, y, ks=[]), ValueError, "ks is empty"),
+        (lambda: sanity.recovery_by_depth(None, x, y), TypeError, "model"),
+        (lambda: sanity.recovery_by_depth(nn.ReLU(), x, y), ValueError, "model is a single nn.ReLU"),
+        (lambda: sanity.recovery_by_depth(m, x[:0], y), ValueError, "images is empty"),
+        (lambda: sanity.recovery_by_depth(m, x, "ring"), TypeError, "targets"),
+        (lambda: sanity.recovery_by_depth(m, x, [0, 1, 2]), ValueError, "targets"),
+        (lambda: sanity.recovery_by_depth(m, x.long(), y), TypeError, "images"),
+        (lambda: sanity.recovery_by_depth(m, x, y, chunk=0), ValueError, "chunk"),
+        (lambda: dl.smoothgrad(m, torch.zeros(1, 0), 1), ValueError, r"\bx\b"),
+    ]
+    for call, error, named in cases:
+        with pytest.raises(error, match=named):
+            call()
