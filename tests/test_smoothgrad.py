@@ -1,6 +1,10 @@
 """SmoothGrad over any rule: attribute itself without noise, an unbatched loop with the same noise,
-the noise's scale in closed form, reproducibility, batching by budget, and errors that name the problem."""
+the noise's scale in closed form, reproducibility, batching by budget, Captum's NoiseTunnel without noise,
+and errors that name the problem."""
 
+import warnings
+
+import captum.attr as captum_attr
 import numpy as np
 import pytest
 import torch
@@ -408,3 +412,39 @@ def test_bad_inputs_targets_and_extra_arguments_are_named_as_attribute_names_the
         dl.smoothgrad(cnn, images, targets="top9")
     with pytest.raises(ValueError, match="targets must be a list of targets or 'topK'"):
         dl.smoothgrad(cnn, images, targets="best")
+
+
+# ----------------------------------------------------------------------------------------------
+# against Captum's NoiseTunnel, noise-free (its noise cannot be drawn as ours is): the calling
+# conventions, the squared variant and the repeated extra arguments must agree exactly
+# ----------------------------------------------------------------------------------------------
+
+CAPTUM_METHODS = {
+    "gradient": (captum_attr.Saliency, {"abs": False}),
+    "deconvnet": (captum_attr.Deconvolution, {}),
+    "guided_backprop": (captum_attr.GuidedBackprop, {}),
+}
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("squared", [False, True])
+def test_noise_free_it_equals_captums_noise_tunnel_with_tuples_and_extra_arguments(rule, squared):
+    method, options = CAPTUM_METHODS[rule]
+    nt_type = "smoothgrad_sq" if squared else "smoothgrad"
+    with_extras, extras = extra_arguments()
+    cases = [
+        (TwoInputs().double(), inputs(), {"target": [5, 0, 2]}),
+        (with_extras, inputs()[0], {"target": [1, 4, 0], "additional_forward_args": extras}),
+    ]
+    for model, x, kwargs in cases:
+        tunnel = captum_attr.NoiseTunnel(method(model))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Captum's notes on hooks and in-place ReLUs
+            theirs = tunnel.attribute(
+                x, nt_type=nt_type, nt_samples=4, nt_samples_batch_size=3, stdevs=0.0, **kwargs, **options
+            )
+        ours = dl.smoothgrad(
+            model, x, rule=rule, samples=4, noise_level=0, squared=squared, batch_size=5, **kwargs
+        )
+        for mine, reference in zip(*(m if isinstance(m, tuple) else (m,) for m in (ours, theirs))):
+            torch.testing.assert_close(mine, reference, rtol=1e-10, atol=1e-12)
