@@ -87,27 +87,26 @@ def check_equal(table: dict[str, Callable[[torch.Tensor], object]], x: torch.Ten
             raise AssertionError(f"{key} differs from separate calls by {(maps - separate).abs().max():.3g}")
 
 
-def target_count(name: str, model: torch.nn.Module, x: torch.Tensor, asked: int) -> str:
-    """How many targets ``model`` can take of the ``asked``, and how the report says it."""
+def target_count(name: str, model: torch.nn.Module, x: torch.Tensor, asked: int) -> int:
+    """How many of the ``asked`` targets ``model`` has classes for (all of them if fewer)."""
     with torch.no_grad():
         classes = model(x[:1]).shape[1]
-    if asked <= classes:
-        return f"{asked} targets"
-    print(f"{name} has {classes} classes: timing all {classes} as targets (--targets {asked} asked for more)")
-    return f"{classes} targets (all the model's classes)"
+    if asked > classes:
+        print(f"{name} has {classes} classes: timing them all (--targets {asked} asked for more)")
+    return min(asked, classes)
 
 
 def time_methods(
     name: str, batch: int, args: argparse.Namespace
-) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """Seconds per round and method (rounds, clocks), interleaved in a random order each round,
-    the share of the CPUs other processes used in each round, and the targets timed (at most
-    the model's classes); the maps checked equal first."""
+    the share of the CPUs other processes used in each round, and the number of targets timed
+    (at most the model's classes); the maps checked equal first."""
     model, x = build(name, batch)
-    targets = target_count(name, model, x, args.targets)
-    table = methods(model, int(targets.split()[0]), args.rule)
+    count = target_count(name, model, x, args.targets)
+    table = methods(model, count, args.rule)
     check_equal(table, x)
-    return (*time_table(table, x, args), targets)
+    return (*time_table(table, x, args), count)
 
 
 def report(
@@ -115,17 +114,18 @@ def report(
     batch: int,
     samples: dict[str, np.ndarray],
     load: np.ndarray,
-    targets: str,
+    count: int,
     args: argparse.Namespace,
 ) -> list[str]:
     """Markdown table: medians, and ratios to T separate calls and to plain autograd."""
+    all_classes = " (all the model's classes)" if count < args.targets else ""
     used = quiet_rounds(samples, load, args.quiet)
     if used is None:
         used, basis = samples, f"all {len(load)} rounds, LOADED: fewer than {MIN_QUIET} quiet ones"
     else:
         basis = f"{len(used['plain'])} quiet rounds of {len(load)}"
     lines = [
-        f"\n### {name}, batch {batch}, {targets}, {args.rule}, "
+        f"\n### {name}, batch {batch}, {count} targets{all_classes}, {args.rule}, "
         f"{torch.get_num_threads()} threads; {basis} (other processes used a median "
         f"{np.median(load):.0%} of the CPUs)",
         "",
@@ -144,7 +144,7 @@ def report(
     _, low, high = wall
     verdict = "batched backward" if high < 1 else "one backward per target" if low > 1 else "neither (tie)"
     lines += [
-        f"\nT = {targets.split()[0]}: T targets from one forward pass ÷ T separate calls (wall): "
+        f"\nT = {count}: T targets from one forward pass ÷ T separate calls (wall): "
         f"one backward per target {default:.3f}, batched backward {batched:.3f}",
         f"batched ÷ one backward per target: wall {interval(wall)}, CPU {interval(cpu)}; faster: {verdict}",
     ]
@@ -167,10 +167,10 @@ def main() -> None:
     raw = {}
     for spec in args.models:
         name, batch = spec.split(":")
-        samples, load, targets = time_methods(name, int(batch), args)
+        samples, load, count = time_methods(name, int(batch), args)
         seconds = {key: {"wall": v[:, 0].tolist(), "cpu": v[:, 1].tolist()} for key, v in samples.items()}
         raw[spec] = {"seconds": seconds, "other_processes_cpu_share": load.tolist()}
-        print("\n".join(report(name, int(batch), samples, load, targets, args)), flush=True)
+        print("\n".join(report(name, int(batch), samples, load, count, args)), flush=True)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as handle:

@@ -218,7 +218,7 @@ def _pairs(entries: object) -> list[tuple[Key, RuleLike]]:
         )
     keys = [key for key, _ in pairs]
     for key in keys:
-        _check_key(key)  # before comparing keys: a tensor or an array has no truth value
+        _check_key(key)  # before comparing keys (a tensor or an array has no truth value)
     for position, key in enumerate(keys):
         if key in keys[:position]:
             raise ValueError(f"entries lists the key {_key_text(key)!r} twice; the second would never apply")
@@ -226,7 +226,7 @@ def _pairs(entries: object) -> list[tuple[Key, RuleLike]]:
 
 
 def _entry(key: object, value: object) -> tuple[Key, Rule]:
-    _check_key(key)
+    """One checked ``(key, rule)`` pair; :func:`_pairs` has checked the key."""
     if isinstance(value, (RuleMap, Mapping)):
         raise TypeError(f"entries: the rule for {_key_text(key)!r} is a rule map; rule maps do not nest")
     try:

@@ -349,13 +349,12 @@ def smoothgrad(
     if isinstance(many, int):  # "topK": the classes of the noise-free input, for every copy
         many = record(model, x, targets=targets, rule=GRADIENT, additional_forward_args=extras).targets
     copies = _NoisyCopies(inputs, noise_level, samples, generator)
-    structure: list[bool] = []  # whether attribute gave a tuple
 
-    def maps_of(start: int, count: int) -> tuple[Tensor, ...]:
-        """The maps of noisy examples ``start, ..., start + count - 1``, in one call, rows first."""
+    def maps_of(start: int, count: int) -> Tensor | tuple[Tensor, ...]:
+        """``attribute``'s maps of noisy examples ``start, ..., start + count - 1``, in one call."""
         rows = torch.arange(start, start + count)
         noisy = copies.take(count)
-        maps = attribute(
+        return attribute(
             model,
             noisy if isinstance(x, tuple) else noisy[0],
             rule=rule,
@@ -363,8 +362,6 @@ def smoothgrad(
             additional_forward_args=repeat_extras(extras, rows, examples),
             **_noisy_targets(target, many, rows, examples),
         )
-        structure[:] = [isinstance(maps, tuple)]
-        return tuple(part * part if squared else part for part in _rows_first(maps, many is not None))
 
     totals: list[Tensor | None] = []
     start, end = 0, samples * examples
@@ -373,12 +370,13 @@ def smoothgrad(
         with nullcontext([0]) if batch_size else _metering(model) as measured:
             maps = maps_of(start, count)
         batch_size = batch_size or _batch_size(measured[0], count, inputs, memory_budget)
+        parts = [part * part if squared else part for part in _rows_first(maps, many is not None)]
         totals = [
             _add_to_examples(total, part, start, examples)
-            for total, part in zip(totals or [None] * len(maps), maps)
+            for total, part in zip(totals or [None] * len(parts), parts)
         ]
         start += count
     means = tuple(total / samples for total in totals if total is not None)
     if many is not None:
         means = tuple(mean.movedim(1, 0).contiguous() for mean in means)
-    return means if structure[0] else means[0]
+    return means if isinstance(maps, tuple) else means[0]
